@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` and `make test`. Both set up first; every step
+# is idempotent, so running them again only redoes what changed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup system-deps demo test lint
+
+setup: system-deps $(VENV)/.installed
+	$(BIN)/perf setup
+
+# Libraries the Triton binaries link that no wheel carries (Debian package names).
+system-deps:
+	@ldconfig -p | grep -q 'libb64.so.0d' || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq libb64-0d; \
+	  else echo "perf needs libb64: run  sudo apt-get update && sudo apt-get install -y libb64-0d" >&2; exit 1; fi; }
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "perf needs Python 3.11 or newer: run  make PYTHON=python3.11 ..." >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/perf demo
+
+test: setup
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,0 +1,35 @@
+"""Serves the TorchScript model.pt beside this file on Triton's python backend, for servers
+without the libtorch backend. NVIDIA's container serves the same model.pt with
+`platform: "pytorch_libtorch"` (`perf model emit`)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        # Each instance is its own process: one intra-op thread each keeps instances from
+        # fighting over the cores; raise it when there are fewer instances than cores.
+        torch.set_num_threads(int(params.get("torch_num_threads", "1")))
+        gpu = args["model_instance_kind"] == "GPU" and torch.cuda.is_available()
+        self.device = torch.device(f"cuda:{args['model_instance_device_id']}" if gpu else "cpu")
+        path = Path(__file__).parent / "model.pt"
+        self.model = torch.jit.load(str(path), map_location=self.device).eval()
+
+    def execute(self, requests):
+        inputs = [pb_utils.get_input_tensor_by_name(r, "input__0").as_numpy() for r in requests]
+        batch = torch.from_numpy(inputs[0] if len(inputs) == 1 else np.concatenate(inputs))
+        with torch.inference_mode():
+            logits = self.model(batch.to(self.device)).cpu().numpy()
+        responses, start = [], 0
+        for chunk in inputs:
+            part = logits[start : start + len(chunk)]
+            start += len(chunk)
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("output__0", part)]))
+        return responses

@@ -1,0 +1,270 @@
+"""The `perf` command: parse, call, print."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from perf import doctor, tools
+from perf.drivers.perf_analyzer import PerfAnalyzerError
+from perf.modelconfig import ConfigError
+from perf.repository import RepositoryError, emit_libtorch, open_repository, reference_repository
+from perf.server import DockerServer, EmbeddedServer, Ports, RemoteServer, ServerError, TritonServer
+
+app = typer.Typer(
+    help="Load testing and performance tuning for NVIDIA Triton Inference Server.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+model_app = typer.Typer(help="Build and export the reference classifier.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+console = Console()
+EXPECTED = (ServerError, tools.ToolsError, RepositoryError, ConfigError, PerfAnalyzerError, FileNotFoundError)
+
+RepoOption = Annotated[
+    Path | None, typer.Option("--repo", help="Model repository (default: the reference model_repo/).")
+]
+HostOption = Annotated[str, typer.Option(help="Address the server binds; 127.0.0.1 keeps it off the network.")]
+HttpPort = Annotated[int, typer.Option("--http-port")]
+GrpcPort = Annotated[int, typer.Option("--grpc-port")]
+MetricsPort = Annotated[int, typer.Option("--metrics-port")]
+UrlOption = Annotated[str, typer.Option("--url", help="Triton's gRPC address, HOST:PORT.")]
+
+
+def _fail(error: Exception) -> None:
+    console.print(f"[red]error:[/red] {error}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _repo(path: Path | None) -> Path:
+    return (path or reference_repository()).expanduser().resolve()
+
+
+@app.command()
+def setup(tools_dir: Annotated[Path | None, typer.Option(help="Where to install the tools.")] = None) -> None:
+    """Install tritonserver and perf_analyzer (binary only) and build the classifier if missing."""
+    try:
+        root = tools_dir or tools.default_tools_dir()
+        tools.install(root, log=console.print)
+        model = reference_repository() / "classifier" / "1" / "model.pt"
+        if tools_dir is None and not model.is_file():
+            console.print("classifier: building model.pt (`perf model build`) ...")
+            build()
+        console.print(f"[green]ready[/green]: tools in {root}")
+    except EXPECTED as error:
+        _fail(error)
+
+
+@app.command("doctor")
+def doctor_command(
+    tools_dir: Annotated[Path | None, typer.Option(help="Tools folder to check.")] = None,
+) -> None:
+    """Report what perf finds: server and its version, perf_analyzer, backends, GPUs, ports."""
+    table = Table("check", "", "found")
+    checks = doctor.run_checks(tools_dir)
+    for check in checks:
+        mark = "[green]ok[/green]" if check.ok else ("[red]FAIL[/red]" if check.required else "[yellow]warn[/yellow]")
+        table.add_row(check.name, mark, check.detail)
+    console.print(table)
+    if any(c.required and not c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+def _make_server(
+    mode: str, repo: Path | None, host: str, ports: Ports, models: list[str] | None, url: str | None,
+    gpus: list[int] | None, image: str | None,
+) -> TritonServer:  # fmt: skip
+    if mode == "embedded":
+        return EmbeddedServer(_repo(repo), host=host, ports=ports, models_to_load=models or None)
+    if mode == "docker":
+        extra = {"image": image} if image else {}
+        return DockerServer(_repo(repo), host=host, ports=ports, gpus=gpus, **extra)
+    if mode == "remote":
+        return RemoteServer.from_url(url or f"{host}:{ports.grpc}", ports.http, ports.metrics)
+    raise ServerError(f"unknown mode {mode!r}: choose embedded, docker or remote")
+
+
+@app.command()
+def serve(
+    mode: Annotated[
+        str, typer.Option(help="embedded (installed binary), docker (NVIDIA's container) or remote.")
+    ] = "embedded",
+    repo: RepoOption = None,
+    host: HostOption = "127.0.0.1",
+    http_port: HttpPort = 8000,
+    grpc_port: GrpcPort = 8001,
+    metrics_port: MetricsPort = 8002,
+    model: Annotated[list[str] | None, typer.Option("--model", help="Load only these models (repeatable).")] = None,
+    url: Annotated[str | None, typer.Option(help="remote: the server's gRPC HOST:PORT.")] = None,
+    gpus: Annotated[
+        list[int] | None, typer.Option("--gpu", help="docker: GPU index to use (repeatable; default all).")
+    ] = None,
+    image: Annotated[str | None, typer.Option(help="docker: Triton image.")] = None,
+    print_command: Annotated[bool, typer.Option(help="docker: print the docker command and exit.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the server to be ready.")] = 180,
+) -> None:
+    """Start Triton, wait until it is ready, and stay in the foreground until Ctrl-C or SIGTERM."""
+    try:
+        server = _make_server(mode, repo, host, Ports(http_port, grpc_port, metrics_port), model, url, gpus, image)
+        if print_command:
+            if not isinstance(server, DockerServer):
+                raise ServerError("--print-command is for --mode docker")
+            console.print(" ".join(_shell_quote(a) for a in server.prepare()), highlight=False, soft_wrap=True)
+            return
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        started = time.perf_counter()
+        server.start(timeout)
+        try:
+            console.print(
+                f"[green]Triton ready[/green] in {time.perf_counter() - started:.1f} s: gRPC {server.grpc_url}, "
+                f"HTTP {server.http_url}, metrics {server.metrics_url}",
+                highlight=False,
+            )
+            if log := getattr(server, "log_path", None):
+                console.print(f"log: {log}", highlight=False)
+            _print_models(server)
+            console.print("Ctrl-C to stop")
+            while server.is_ready() or isinstance(server, RemoteServer):
+                time.sleep(1)
+            console.print("[red]Triton stopped on its own[/red]")
+            raise typer.Exit(1)
+        except KeyboardInterrupt:
+            console.print("stopping ...")
+        finally:
+            server.stop()
+    except EXPECTED as error:
+        _fail(error)
+
+
+def _shell_quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
+
+
+def _print_models(server: TritonServer) -> None:
+    table = Table("model", "version", "state", "reason")
+    for m in server.models():
+        style = "green" if m.state == "READY" else "yellow"
+        table.add_row(m.name, m.version, f"[{style}]{m.state}[/{style}]", m.reason)
+    console.print(table)
+
+
+@app.command()
+def status(url: UrlOption = "127.0.0.1:8001") -> None:
+    """List the models of a running server and their states."""
+    try:
+        server = RemoteServer.from_url(url)
+        server.start()
+        _print_models(server)
+    except EXPECTED as error:
+        _fail(error)
+
+
+@model_app.command("build")
+def build(
+    repo: RepoOption = None,
+    arch: Annotated[
+        str, typer.Option(help="small (trained, accurate) or resnet18 (random weights, realistic compute).")
+    ] = "small",
+    images: Annotated[int, typer.Option(help="Training images.")] = 1500,
+    epochs: Annotated[int, typer.Option()] = 8,
+) -> None:
+    """Train the classifier on synthetic images and export TorchScript into the repository."""
+    from perf import modelbuild
+
+    try:
+        result = modelbuild.build(_repo(repo), arch=arch, images=images, epochs=epochs, log=console.print)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(error)
+    accuracy = "" if result.train_accuracy is None else f", train accuracy {result.train_accuracy:.1%}"
+    console.print(f"wrote {result.path} ({result.arch}) in {result.seconds:.1f} s{accuracy}", highlight=False)
+
+
+@model_app.command("emit")
+def emit(
+    out: Annotated[Path, typer.Argument(help="New folder for the libtorch repository.")],
+    repo: RepoOption = None,
+) -> None:
+    """Write a copy of the repository for NVIDIA's container (TorchScript on pytorch_libtorch)."""
+    try:
+        if out.exists() and any(out.iterdir()):
+            raise RepositoryError(f"{out} exists and is not empty: choose a new folder")
+        emitted = emit_libtorch(open_repository(_repo(repo)), out.resolve())
+    except EXPECTED as error:
+        _fail(error)
+    for name in emitted.names:
+        config = emitted.configs[name]
+        console.print(f"{name}: {config.platform or config.backend}")
+    console.print(f"wrote {emitted.path}")
+
+
+@app.command("classify")
+def classify_command(
+    files: Annotated[list[Path], typer.Argument(help="JPEG or PNG files.")],
+    url: UrlOption = "127.0.0.1:8001",
+    model: Annotated[str, typer.Option()] = "ensemble_model",
+    repo: RepoOption = None,
+) -> None:
+    """Classify image files through the ensemble."""
+    from perf.client import classify, read_labels
+
+    try:
+        labels = read_labels(_repo(repo) / "classifier" / "labels.txt")
+        predictions = classify(url, model, [f.read_bytes() for f in files], labels)
+    except (*EXPECTED, RuntimeError) as error:
+        _fail(error)
+    table = Table("file", "label", "probability")
+    for path, p in zip(files, predictions, strict=True):
+        table.add_row(str(path), p.label, f"{p.probability:.3f}")
+    console.print(table)
+
+
+@app.command()
+def demo(
+    repo: RepoOption = None,
+    http_port: HttpPort = 8000,
+    grpc_port: GrpcPort = 8001,
+    metrics_port: MetricsPort = 8002,
+    concurrency: Annotated[list[int] | None, typer.Option(help="Concurrency levels (repeatable).")] = None,
+    measurement_interval: Annotated[int, typer.Option(help="perf_analyzer window, ms.")] = 2000,
+) -> None:
+    """Serve the ensemble, classify a few fresh images, and measure it with perf_analyzer."""
+    from perf import demo as demo_job
+
+    try:
+        result = demo_job.run(
+            _repo(repo), Ports(http_port, grpc_port, metrics_port), concurrency or [1, 2, 3, 4],
+            measurement_interval_ms=measurement_interval, log=console.print,
+        )  # fmt: skip
+    except EXPECTED as error:
+        _fail(error)
+    table = Table("image", "truth", "predicted", "probability", title="Fresh images through ensemble_model")
+    for i, (truth, p) in enumerate(result.predictions):
+        mark = "" if truth == p.label else " [red]x[/red]"
+        table.add_row(str(i), truth, p.label + mark, f"{p.probability:.3f}")
+    console.print(table)
+    table = Table(
+        "concurrency", "infer/s", "p50 ms", "p90 ms", "p99 ms", "queue ms", "compute ms",
+        title="perf_analyzer on ensemble_model (640x480 JPEGs, gRPC)",
+    )  # fmt: skip
+    for row in result.load:
+        compute = sum(
+            row[k] for k in ("server_compute_input_ms", "server_compute_infer_ms", "server_compute_output_ms")
+        )
+        table.add_row(
+            str(row["concurrency"]), f"{row['throughput']:.1f}", f"{row['p50_ms']:.1f}", f"{row['p90_ms']:.1f}",
+            f"{row['p99_ms']:.1f}", f"{row['server_queue_ms']:.1f}", f"{compute:.1f}",
+        )  # fmt: skip
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,119 @@
+"""Model repositories: read one, and write copies of it for a host or a server kind.
+
+A user's repository is only ever read. Servers run from a staged copy, so adapting it to the
+host (no GPU here) or to NVIDIA's container (libtorch) never touches the original.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from perf.modelconfig import ModelConfig, for_host, read_config, write_config
+from perf.tools import project_root
+
+TORCHSCRIPT_FILE = "model.pt"
+# Parameters read by our python-backend model.py files, meaningless to other backends.
+PYTHON_BACKEND_PARAMETERS = ("torch_num_threads",)
+
+
+class RepositoryError(ValueError):
+    """A model repository perf cannot use; the message names the fix."""
+
+
+def reference_repository() -> Path:
+    root = project_root()
+    if root is None:
+        raise RepositoryError("perf is not running from its checkout: pass --repo PATH")
+    return root / "model_repo"
+
+
+@dataclass(frozen=True)
+class Repository:
+    """A model repository on disk: folder name -> parsed config."""
+
+    path: Path
+    configs: dict[str, ModelConfig]
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.configs)
+
+    def require(self, names: list[str]) -> None:
+        """RepositoryError naming the choices when a model is not in this repository."""
+        unknown = [n for n in names if n not in self.configs]
+        if unknown:
+            raise RepositoryError(
+                f"model {', '.join(map(repr, unknown))} is not in {self.path} (it has: {', '.join(self.names)})"
+            )
+
+
+def open_repository(path: Path) -> Repository:
+    """Parse every config.pbtxt; each model's name must equal its folder's, as Triton requires."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_dir():
+        raise RepositoryError(f"model repository {path} does not exist or is not a folder")
+    configs = {}
+    for folder in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        config_path = folder / "config.pbtxt"
+        if not config_path.is_file():
+            continue
+        config = read_config(config_path)
+        if config.name and config.name != folder.name:
+            raise RepositoryError(
+                f"{config_path}: name {config.name!r} differs from its folder {folder.name!r}; "
+                "Triton would not load it: make them equal"
+            )
+        config.name = folder.name
+        configs[folder.name] = config
+    if not configs:
+        raise RepositoryError(f"{path} holds no model folder with a config.pbtxt")
+    return Repository(path, configs)
+
+
+def _copy(src: Path, dst: Path, ignore: list[str]) -> None:
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", *ignore))
+
+
+def stage(repo: Repository, dst: Path, gpu_count: int) -> Repository:
+    """Copy ``repo`` to ``dst`` with every config adapted to a host with ``gpu_count`` GPUs."""
+    _copy(repo.path, dst, [])
+    staged = {}
+    for name, config in repo.configs.items():
+        staged[name] = for_host(config, gpu_count)
+        write_config(staged[name], dst / name / "config.pbtxt")
+    return Repository(dst, staged)
+
+
+def torchscript_models(repo: Repository) -> list[str]:
+    """Python-backend models that only serve a TorchScript file: libtorch can serve them."""
+    return [
+        name
+        for name, config in repo.configs.items()
+        if config.backend == "python" and any((repo.path / name).glob(f"*/{TORCHSCRIPT_FILE}"))
+    ]
+
+
+def emit_libtorch(repo: Repository, dst: Path) -> Repository:
+    """Copy ``repo`` to ``dst`` with its TorchScript models on ``platform: "pytorch_libtorch"``,
+    the form NVIDIA's container serves without the python backend."""
+    if dst.resolve() == repo.path.resolve() or repo.path.resolve() in dst.resolve().parents:
+        raise RepositoryError(f"{dst} is inside the source repository {repo.path}: choose another folder")
+    convert = torchscript_models(repo)
+    _copy(repo.path, dst, [])
+    configs = dict(repo.configs)
+    for name in convert:
+        config = ModelConfig()
+        config.CopyFrom(repo.configs[name])
+        config.backend = ""
+        config.platform = "pytorch_libtorch"
+        for key in PYTHON_BACKEND_PARAMETERS:
+            config.parameters.pop(key, None)
+        for model_py in (dst / name).glob("*/model.py"):
+            model_py.unlink()
+        write_config(config, dst / name / "config.pbtxt")
+        configs[name] = config
+    return Repository(dst, configs)
