@@ -30,6 +30,15 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether something accepts connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     """``count`` distinct ports the kernel reports free now (for tests and side-by-side servers)."""
     sockets, ports = [], []

@@ -7,12 +7,14 @@ so the rest of perf never asks which one it has.
 from __future__ import annotations
 
 import contextlib
+import re
 import ctypes
 import signal
 import subprocess
 import tempfile
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -30,6 +32,11 @@ DOCKER_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"  # Triton 2.51.0, as embe
 # What the python-backend models import inside NVIDIA's container (the seed's list, less
 # torchvision: the classifier runs on libtorch there).
 DOCKER_PIP_PACKAGES = ("numpy", "opencv-python-headless")
+
+
+# glog lines of severity E, and those that every start without a GPU prints.
+_ERROR_LINE = re.compile(r"^E\d{4} ")
+_LOG_NOISE = ("CudaDriverHelper", "NVML", "DCGM", "GPU metrics", "Unable to get", "cudaGetDeviceCount")
 
 
 class ServerError(RuntimeError):
@@ -119,6 +126,9 @@ class TritonServer(ABC):
         with self.client() as client:
             return self._call(client.get_inference_statistics, name, as_json=True).get("model_stats", [])
 
+    def _listening(self) -> bool:
+        return True
+
     @staticmethod
     def _call(method, *args, **kwargs):
         try:
@@ -126,10 +136,10 @@ class TritonServer(ABC):
         except InferenceServerException as error:
             raise ServerError(error.message() or str(error)) from None
 
-    def wait_ready(self, timeout: float, alive: callable = lambda: True) -> None:  # type: ignore[valid-type]
+    def wait_ready(self, timeout: float, alive: Callable[[], bool] = lambda: True) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.is_ready():
+            if self.is_ready() and self._listening():
                 return
             if not alive():
                 raise ServerError("exited")
@@ -197,11 +207,20 @@ class _Process:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def log_tail(self, lines: int = 25) -> str:
+    def log_summary(self, errors: int = 4, tail: int = 3) -> str:
+        """Triton's error lines (the cause is rarely in the last lines: shutdown follows it),
+        then the log's last lines."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            lines = self.log_path.read_text(errors="replace").splitlines()
         except FileNotFoundError:
             return "(no log)"
+        found: list[str] = []
+        for line in lines:
+            if _ERROR_LINE.match(line) and not any(noise in line for noise in _LOG_NOISE):
+                message = line.split("] ", 1)[-1].split("\\n\\nAt:", 1)[0]
+                if message not in found:
+                    found.append(message)
+        return "\n".join([*found[-errors:], *lines[-tail:]])
 
     def stop(self, grace: float) -> None:
         if self.proc is not None:
@@ -222,6 +241,10 @@ class _LaunchedServer(TritonServer):
     def pid(self) -> int | None:
         return self._process.proc.pid if self._process and self._process.proc else None
 
+    def _listening(self) -> bool:
+        """Triton reports ready over gRPC before its HTTP and metrics services listen."""
+        return all(host.port_open(self.host, port) for port in self.ports.named().values())
+
     def _launch(self, process: _Process, timeout: float, env: dict[str, str] | None = None) -> None:
         _check_ports(self.host, self.ports)
         self._process = process
@@ -229,9 +252,9 @@ class _LaunchedServer(TritonServer):
         try:
             self.wait_ready(timeout, process.alive)
         except ServerError as error:
-            tail = process.log_tail()
+            summary = process.log_summary()
             self.stop()
-            raise ServerError(f"Triton {error} (log: {process.log_path}); last lines:\n{tail}") from None
+            raise ServerError(f"Triton {error} (log: {process.log_path}):\n{summary}") from None
 
     def stop(self) -> None:
         if self._process is not None:
@@ -253,7 +276,7 @@ class EmbeddedServer(_LaunchedServer):
     models_to_load: list[str] | None = None
     tools_dir: Path | None = None
     extra_args: list[str] = field(default_factory=list)
-    staged: Repository | None = field(default=None, init=False)
+    staged: Repository | None = field(default=None, init=False, repr=False)
 
     def argv(self, tool: tools.Tools, repository: Path) -> list[str]:
         loads = self.models_to_load if self.models_to_load is not None else ["*"]

@@ -1,0 +1,64 @@
+"""Shared fixtures: a real Triton server on free loopback ports, and process accounting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from perf import host
+from perf.repository import reference_repository
+from perf.server import EmbeddedServer, Ports
+
+REPO = reference_repository()
+
+
+def free_ports() -> Ports:
+    return Ports(*host.free_ports(3))
+
+
+def processes_mentioning(text: str) -> list[psutil.Process]:
+    """Live processes whose command line contains ``text`` (a server's private work folder
+    appears in the command lines of tritonserver and of every python stub it starts)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and text in " ".join(proc.info["cmdline"] or []):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def perf_cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "perf", *args], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    """The reference ensemble on a real embedded Triton, shared by the tests that only read."""
+    workdir = tmp_path_factory.mktemp("triton")
+    with EmbeddedServer(REPO, ports=free_ports(), workdir=workdir) as triton:
+        yield triton
+    assert processes_mentioning(str(workdir)) == []
+
+
+@pytest.fixture(scope="session")
+def labels() -> list[str]:
+    return (REPO / "classifier" / "labels.txt").read_text().split()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """No test may leave a Triton process behind."""
+    leftovers = processes_mentioning(str(Path(__file__).parent.parent / "tools" / "pytriton"))
+    if leftovers:
+        for proc in leftovers:
+            proc.kill()
+        session.exitstatus = 1
+        print(f"\nleft-over Triton processes: {[p.pid for p in leftovers]}", file=sys.stderr)

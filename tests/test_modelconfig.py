@@ -1,0 +1,106 @@
+"""config.pbtxt through Triton's schema, host adaptation and repository copies (no server)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from perf.modelconfig import KIND_CPU, KIND_GPU, ConfigError, for_host, format_config, from_json, read_config, to_json
+from perf.repository import RepositoryError, emit_libtorch, open_repository, stage
+
+from .conftest import REPO
+
+
+@pytest.mark.parametrize("model", ["preprocessor", "classifier", "ensemble_model"])
+def test_config_round_trip_keeps_every_field(model: str, tmp_path: Path) -> None:
+    config = read_config(REPO / model / "config.pbtxt")
+    written = tmp_path / "config.pbtxt"
+    written.write_text(format_config(config))
+    assert read_config(written) == config
+    assert from_json(to_json(config)) == config
+
+
+def test_reference_configs_say_what_the_issue_asks() -> None:
+    repo = open_repository(REPO)
+    assert repo.names == ["classifier", "ensemble_model", "preprocessor"]
+    pre, cls, ens = (repo.configs[n] for n in ("preprocessor", "classifier", "ensemble_model"))
+    assert (pre.input[0].name, list(pre.input[0].dims)) == ("RAW_IMAGE", [-1])
+    assert list(pre.output[0].dims) == [3, 224, 224]
+    assert (cls.input[0].name, cls.output[0].name, list(cls.output[0].dims)) == ("input__0", "output__0", [5])
+    assert [s.model_name for s in ens.ensemble_scheduling.step] == ["preprocessor", "classifier"]
+    # An ensemble must batch no more than the models it calls.
+    assert ens.max_batch_size <= min(pre.max_batch_size, cls.max_batch_size)
+    for config in (pre, cls):
+        assert max(config.dynamic_batching.preferred_batch_size) <= config.max_batch_size
+
+
+def test_gpu_groups_become_cpu_groups_on_a_host_without_gpu() -> None:
+    config = read_config(REPO / "classifier" / "config.pbtxt")
+    config.instance_group[0].gpus.extend([0, 1])
+    assert config.instance_group[0].kind == KIND_GPU
+    adapted = for_host(config, gpu_count=0)
+    assert adapted.instance_group[0].kind == KIND_CPU
+    assert list(adapted.instance_group[0].gpus) == []
+    assert adapted.instance_group[0].count == config.instance_group[0].count
+    assert config.instance_group[0].kind == KIND_GPU  # the original is not changed
+
+
+def test_a_gpu_the_host_lacks_is_named() -> None:
+    config = read_config(REPO / "classifier" / "config.pbtxt")
+    config.instance_group[0].gpus.extend([0, 1])  # the seed's gpus: [0, 1]
+    with pytest.raises(ConfigError, match=r"GPU \[1\] but this host has 1"):
+        for_host(config, gpu_count=1)
+
+
+def test_unparsable_config_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.pbtxt"
+    path.write_text('name: "x"\nmax_batch_size: lots\n')
+    with pytest.raises(ConfigError, match=str(path)):
+        read_config(path)
+
+
+def test_model_name_must_equal_its_folder(tmp_path: Path) -> None:
+    # The seed's mistake: name "preprocess" in folder preprocessor.
+    shutil.copytree(REPO, tmp_path / "repo")
+    config = tmp_path / "repo" / "preprocessor" / "config.pbtxt"
+    config.write_text(config.read_text().replace('name: "preprocessor"', 'name: "preprocess"'))
+    with pytest.raises(RepositoryError, match="'preprocess' differs from its folder 'preprocessor'"):
+        open_repository(tmp_path / "repo")
+
+
+def test_unknown_model_lists_the_choices() -> None:
+    with pytest.raises(RepositoryError, match=r"'resnet' is not in .* \(it has: classifier, ensemble_model, preprocessor\)"):
+        open_repository(REPO).require(["resnet"])
+
+
+def test_missing_repository_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(RepositoryError, match="does not exist"):
+        open_repository(tmp_path / "nowhere")
+
+
+def test_staging_adapts_a_copy_and_leaves_the_source_alone(tmp_path: Path) -> None:
+    before = {p: p.read_bytes() for p in REPO.rglob("config.pbtxt")}
+    staged = stage(open_repository(REPO), tmp_path / "staged", gpu_count=0)
+    assert staged.configs["classifier"].instance_group[0].kind == KIND_CPU
+    assert read_config(tmp_path / "staged" / "classifier" / "config.pbtxt").instance_group[0].kind == KIND_CPU
+    assert (tmp_path / "staged" / "classifier" / "1" / "model.pt").is_file()
+    assert {p: p.read_bytes() for p in REPO.rglob("config.pbtxt")} == before
+
+
+def test_emit_libtorch_serves_the_torchscript_file_on_libtorch(tmp_path: Path) -> None:
+    emitted = emit_libtorch(open_repository(REPO), tmp_path / "libtorch")
+    classifier = read_config(tmp_path / "libtorch" / "classifier" / "config.pbtxt")
+    assert (classifier.platform, classifier.backend) == ("pytorch_libtorch", "")
+    assert "torch_num_threads" not in classifier.parameters
+    assert sorted(p.name for p in (tmp_path / "libtorch" / "classifier" / "1").iterdir()) == ["model.pt"]
+    # The preprocessor stays on the python backend; the ensemble is untouched.
+    assert emitted.configs["preprocessor"].backend == "python"
+    assert (tmp_path / "libtorch" / "preprocessor" / "1" / "model.py").is_file()
+
+
+def test_emit_refuses_to_write_into_the_source(tmp_path: Path) -> None:
+    shutil.copytree(REPO, tmp_path / "repo")
+    with pytest.raises(RepositoryError, match="inside the source repository"):
+        emit_libtorch(open_repository(tmp_path / "repo"), tmp_path / "repo" / "out")
