@@ -1,0 +1,101 @@
+"""The reference ensemble on a real server: accuracy, and rows that are not images."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from perf.client import INPUT, OUTPUT, classify, infer_logits
+from perf.images import CLASSES, encode, read_and_pad_images, synthetic_image, synthetic_set
+from perf.server import EmbeddedServer
+
+MODEL = "ensemble_model"
+
+
+def infer_rows(server: EmbeddedServer, rows: np.ndarray) -> np.ndarray:
+    with server.client() as client:
+        tensor = grpcclient.InferInput(INPUT, list(rows.shape), "UINT8")
+        tensor.set_data_from_numpy(rows)
+        return client.infer(MODEL, [tensor], client_timeout=60).as_numpy(OUTPUT)
+
+
+def test_fresh_images_are_classified_with_at_least_95_percent_accuracy(server: EmbeddedServer, labels: list[str]) -> None:
+    # Seeds the builder never trained on; 640x480 like a camera's frames.
+    jpegs, truth = synthetic_set(250, seed=90210)
+    predictions = classify(server.grpc_url, MODEL, jpegs, labels)
+    accuracy = np.mean([p.index == t for p, t in zip(predictions, truth, strict=True)])
+    assert accuracy >= 0.95, f"accuracy {accuracy:.1%}"
+    assert labels == list(CLASSES)
+    assert all(abs(sum(p.probabilities) - 1) < 1e-3 for p in predictions)
+
+
+def test_png_and_odd_sizes_are_classified(server: EmbeddedServer, labels: list[str]) -> None:
+    rng = np.random.default_rng(5)
+    images = [encode(synthetic_image(label, rng, 300, 300), ".png") for label in range(len(CLASSES))]
+    images += [encode(synthetic_image(label, rng, 1080, 1920)) for label in range(len(CLASSES))]
+    predictions = classify(server.grpc_url, MODEL, images, labels)
+    assert [p.label for p in predictions] == list(CLASSES) * 2
+
+
+def test_more_images_than_max_batch_size_are_split_into_calls(server: EmbeddedServer) -> None:
+    jpegs, _ = synthetic_set(70, seed=3)  # max_batch_size is 64
+    with server.client() as client:
+        logits = infer_logits(client, MODEL, jpegs, max_batch=64)
+    assert logits.shape == (70, 5)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (b"this is not an image at all", "row 1: not a decodable JPEG or PNG (27 bytes"),
+        (b"", "row 1: empty image"),
+    ],
+    ids=["undecodable", "zero-length"],
+)
+def test_a_bad_row_fails_its_request_with_the_reason(server: EmbeddedServer, row: bytes, message: str) -> None:
+    jpegs, _ = synthetic_set(1, seed=4)
+    with pytest.raises(InferenceServerException, match=message.replace("(", r"\(")):
+        infer_rows(server, read_and_pad_images([jpegs[0], row]))
+
+
+def test_a_zero_width_request_fails_with_the_reason(server: EmbeddedServer) -> None:
+    with pytest.raises(InferenceServerException, match="empty image"):
+        infer_rows(server, np.zeros((1, 0), np.uint8))
+
+
+def test_bad_requests_in_a_dynamic_batch_do_not_fail_the_good_ones(server: EmbeddedServer, labels: list[str]) -> None:
+    """Many concurrent one-image requests, every third not an image: the dynamic batcher
+    groups them, and each resolves on its own merits."""
+    jpegs, truth = synthetic_set(30, seed=6)
+    rows = [b"\xff\xd8 broken jpeg" if i % 3 == 0 else jpegs[i] for i in range(30)]
+
+    def one(row: bytes) -> str:
+        try:
+            return labels[int(infer_rows(server, read_and_pad_images([row]))[0].argmax())]
+        except InferenceServerException as error:
+            return f"error: {error.message()}"
+
+    before = counts(server)
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(one, rows))
+    inferences, executions = (after - b for after, b in zip(counts(server), before, strict=True))
+    for i, result in enumerate(results):
+        if i % 3 == 0:
+            assert result.startswith("error:") and "not a decodable JPEG or PNG" in result
+        else:
+            assert not result.startswith("error:"), result
+    good = [i for i in range(30) if i % 3]
+    assert np.mean([results[i] == CLASSES[truth[i]] for i in good]) >= 0.9
+    assert inferences == 30
+    assert executions < inferences, "the dynamic batcher put several requests in one execution"
+
+
+def counts(server: EmbeddedServer) -> tuple[int, int]:
+    """The preprocessor's (inferences, executions) so far: fewer executions than inferences
+    means requests shared a batch."""
+    (stats,) = server.statistics("preprocessor")
+    return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
