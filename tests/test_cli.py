@@ -20,7 +20,13 @@ def test_doctor_reports_server_perf_analyzer_backends_gpus_and_ports() -> None:
     out = perf_cli("doctor")
     assert out.returncode == 0, out.stdout + out.stderr
     text = " ".join(out.stdout.split())
-    for expected in ("tritonserver │ ok │ 2.51.0", "perf_analyzer │ ok │ 2.51.0", "backends │ ok │ python", "GPUs", "port 8001 (gRPC)"):
+    for expected in (
+        "tritonserver │ ok │ 2.51.0",
+        "perf_analyzer │ ok │ 2.51.0",
+        "backends │ ok │ python",
+        "GPUs",
+        "port 8001 (gRPC)",
+    ):
         assert expected in text, (expected, out.stdout)
 
 

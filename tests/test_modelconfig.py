@@ -27,6 +27,7 @@ def test_reference_configs_say_what_the_issue_asks() -> None:
     assert repo.names == ["classifier", "ensemble_model", "preprocessor"]
     pre, cls, ens = (repo.configs[n] for n in ("preprocessor", "classifier", "ensemble_model"))
     assert (pre.input[0].name, list(pre.input[0].dims)) == ("RAW_IMAGE", [-1])
+    assert pre.input[0].allow_ragged_batch, "JPEGs of different lengths must be able to share a batch"
     assert list(pre.output[0].dims) == [3, 224, 224]
     assert (cls.input[0].name, cls.output[0].name, list(cls.output[0].dims)) == ("input__0", "output__0", [5])
     assert [s.model_name for s in ens.ensemble_scheduling.step] == ["preprocessor", "classifier"]
@@ -71,7 +72,9 @@ def test_model_name_must_equal_its_folder(tmp_path: Path) -> None:
 
 
 def test_unknown_model_lists_the_choices() -> None:
-    with pytest.raises(RepositoryError, match=r"'resnet' is not in .* \(it has: classifier, ensemble_model, preprocessor\)"):
+    with pytest.raises(
+        RepositoryError, match=r"'resnet' is not in .* \(it has: classifier, ensemble_model, preprocessor\)"
+    ):
         open_repository(REPO).require(["resnet"])
 
 

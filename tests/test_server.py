@@ -46,7 +46,12 @@ def test_failed_start_shows_the_log_and_leaves_no_process(tmp_path: Path) -> Non
     repo = tmp_path / "repo"
     shutil.copytree(REPO, repo)
     model_py = repo / "preprocessor" / "1" / "model.py"
-    model_py.write_text(model_py.read_text().replace("def initialize(self, args):", "def initialize(self, args):\n        raise RuntimeError('model initialisation exploded')\n    def _unused(self, args):"))
+    model_py.write_text(
+        model_py.read_text().replace(
+            "def initialize(self, args):",
+            "def initialize(self, args):\n        raise RuntimeError('model initialisation exploded')\n    def _unused(self, args):",
+        )
+    )
     server = EmbeddedServer(repo, ports=free_ports(), workdir=tmp_path / "work")
     with pytest.raises(ServerError) as error:
         server.start(timeout=120)
