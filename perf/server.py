@@ -7,8 +7,8 @@ so the rest of perf never asks which one it has.
 from __future__ import annotations
 
 import contextlib
-import re
 import ctypes
+import re
 import signal
 import subprocess
 import tempfile

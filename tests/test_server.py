@@ -46,11 +46,9 @@ def test_failed_start_shows_the_log_and_leaves_no_process(tmp_path: Path) -> Non
     repo = tmp_path / "repo"
     shutil.copytree(REPO, repo)
     model_py = repo / "preprocessor" / "1" / "model.py"
+    broken = "def initialize(self, args):\n        raise RuntimeError('model initialisation exploded')\n"
     model_py.write_text(
-        model_py.read_text().replace(
-            "def initialize(self, args):",
-            "def initialize(self, args):\n        raise RuntimeError('model initialisation exploded')\n    def _unused(self, args):",
-        )
+        model_py.read_text().replace("def initialize(self, args):\n", broken + "\n    def _rest(self, args):\n")
     )
     server = EmbeddedServer(repo, ports=free_ports(), workdir=tmp_path / "work")
     with pytest.raises(ServerError) as error:
@@ -135,10 +133,10 @@ def test_perf_status_lists_models(server: EmbeddedServer) -> None:
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-def test_perf_serve_runs_until_signalled_then_stops_triton(stop_signal: signal.Signals, tmp_path: Path) -> None:
+def test_perf_serve_runs_until_signalled_then_stops_triton(stop_signal: signal.Signals) -> None:
     ports = free_ports()
-    argv = [sys.executable, "-m", "perf", "serve", "--model", "preprocessor",
-            "--http-port", str(ports.http), "--grpc-port", str(ports.grpc), "--metrics-port", str(ports.metrics)]  # fmt: skip
+    argv = [sys.executable, "-m", "perf", "serve", "--model", "preprocessor", "--http-port", str(ports.http),
+            "--grpc-port", str(ports.grpc), "--metrics-port", str(ports.metrics)]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         lines = []
