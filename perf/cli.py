@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -91,6 +91,10 @@ def _make_server(
     raise ServerError(f"unknown mode {mode!r}: choose embedded, docker or remote")
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 @app.command()
 def serve(
     mode: Annotated[
@@ -116,9 +120,11 @@ def serve(
         if print_command:
             if not isinstance(server, DockerServer):
                 raise ServerError("--print-command is for --mode docker")
-            console.print(" ".join(_shell_quote(a) for a in server.prepare()), highlight=False, soft_wrap=True)
+            console.print(" ".join(shlex.quote(a) for a in server.prepare()), highlight=False, soft_wrap=True)
             return
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        # Explicit handlers: a server started in the background of a script has SIGINT ignored.
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop_signal, _interrupt)
         started = time.perf_counter()
         server.start(timeout)
         try:
@@ -141,12 +147,6 @@ def serve(
             server.stop()
     except EXPECTED as error:
         _fail(error)
-
-
-def _shell_quote(arg: str) -> str:
-    import shlex
-
-    return shlex.quote(arg)
 
 
 def _print_models(server: TritonServer) -> None:

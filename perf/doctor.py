@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 import time
@@ -55,14 +56,9 @@ def run_checks(tools_dir: Path | None = None, ports: Ports | None = None) -> lis
     for label, port in ports.named().items():
         free = host.port_free("127.0.0.1", port)
         checks.append(Check(f"port {port} ({label})", free, "free" if free else "in use", required=False))
-    checks.append(Check("platform", True, f"{platform.platform()}, {host_cores()} cores", required=False))
+    cores = len(os.sched_getaffinity(0))
+    checks.append(Check("platform", True, f"{platform.platform()}, {cores} cores", required=False))
     return checks
-
-
-def host_cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
 
 
 def _server_check(tool: tools.Tools) -> Check:

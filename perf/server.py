@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -358,8 +359,6 @@ class DockerServer(_LaunchedServer):
         return self.argv(emitted.path)
 
     def start(self, timeout: float = 600) -> None:
-        import shutil
-
         if shutil.which("docker") is None:
             raise ServerError("docker is not installed: install Docker, or use --mode embedded")
         argv = self.prepare()
