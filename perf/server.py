@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import psutil
 import tritonclient.grpc as grpcclient
@@ -106,7 +106,7 @@ class TritonServer(ABC):
     def models(self) -> list[ModelState]:
         """Every model of the repository and its state (READY, UNAVAILABLE, ...)."""
         with self.client() as client:
-            index = client.get_model_repository_index(as_json=True).get("models", [])
+            index = self._call(client.get_model_repository_index, as_json=True).get("models", [])
         return [ModelState(m["name"], m.get("version", ""), m.get("state", ""), m.get("reason", "")) for m in index]
 
     def model_config(self, name: str) -> ModelConfig:
@@ -118,10 +118,6 @@ class TritonServer(ABC):
         with self.client() as client:
             self._call(client.load_model, name, config=None if config is None else to_json(config))
 
-    def unload_model(self, name: str) -> None:
-        with self.client() as client:
-            self._call(client.unload_model, name)
-
     def statistics(self, name: str = "") -> list[dict]:
         """Triton's cumulative inference statistics, per model (all models when no name)."""
         with self.client() as client:
@@ -131,7 +127,8 @@ class TritonServer(ABC):
         return True
 
     @staticmethod
-    def _call(method, *args, **kwargs):
+    def _call(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Triton's refusal as a ServerError carrying Triton's own message."""
         try:
             return method(*args, **kwargs)
         except InferenceServerException as error:
