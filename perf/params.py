@@ -1,0 +1,254 @@
+"""Sweep parameters: short names and dotted paths into Triton's ModelConfig schema.
+
+A path is checked against the protobuf descriptor itself, so every field Triton knows is
+reachable (``dynamic_batching.priority_levels``, ``parameters.torch_num_threads``) and a typo
+is caught before any server starts, with the nearest real names offered.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from perf.modelconfig import ModelConfig
+
+# The settings users sweep most, by the names they know them by. A repeated message without
+# an index (instance_group) means every element of it.
+ALIASES: dict[str, str] = {
+    "instance_count": "instance_group.count",
+    "kind": "instance_group.kind",
+    "gpus": "instance_group.gpus",
+    "max_batch_size": "max_batch_size",
+    "preferred_batch_size": "dynamic_batching.preferred_batch_size",
+    "max_queue_delay_microseconds": "dynamic_batching.max_queue_delay_microseconds",
+    "preserve_ordering": "dynamic_batching.preserve_ordering",
+    "response_cache": "response_cache.enable",
+}
+
+_SEGMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?$")
+_INTEGER_TYPES = {
+    FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT32,
+    FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SINT64,
+    FieldDescriptor.TYPE_FIXED32, FieldDescriptor.TYPE_FIXED64,
+}  # fmt: skip
+
+
+class ParamError(ValueError):
+    """A parameter name or value that cannot be applied; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One segment of a resolved path: a field, and an element index or map key if any."""
+
+    field: FieldDescriptor
+    index: int | None = None
+    key: str | None = None
+
+
+def parse_value(text: str) -> Any:
+    """A value as typed on the command line: YAML, so ``[8,16]``, ``2``, ``true``, ``KIND_CPU``."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ParamError(f"cannot read value {text!r}: {error}") from None
+
+
+def _is_map(field: FieldDescriptor) -> bool:
+    return field.message_type is not None and field.message_type.GetOptions().map_entry
+
+
+def _is_repeated(field: FieldDescriptor) -> bool:
+    return field.is_repeated
+
+
+def resolve(path: str, descriptor: Descriptor = ModelConfig.DESCRIPTOR) -> list[Step]:
+    """Check a dotted path against the schema; ParamError with close names if it is not one."""
+    steps: list[Step] = []
+    segments = path.split(".")
+    i = 0
+    while i < len(segments):
+        match = _SEGMENT.match(segments[i])
+        if match is None:
+            raise ParamError(f"{path}: {segments[i]!r} is not a field name (write field or field[N])")
+        name, index = match.group(1), match.group(2)
+        field = descriptor.fields_by_name.get(name)
+        if field is None:
+            where = descriptor.full_name.split(".")[-1]
+            aliases = ALIASES if descriptor is ModelConfig.DESCRIPTOR else {}
+            names = list(dict.fromkeys([*descriptor.fields_by_name, *aliases]))
+            close = difflib.get_close_matches(name, names, n=4, cutoff=0.5)
+            hint = (
+                f"; did you mean {', '.join(close)}?"
+                if close
+                else f"; {where} has: {', '.join(descriptor.fields_by_name)}"
+            )
+            raise ParamError(f"{path}: unknown field {name!r}{hint}")
+        if index is not None and not (_is_repeated(field) and not _is_map(field)):
+            raise ParamError(f"{path}: {name} is not a list, it takes no [index]")
+        if _is_map(field):
+            if i + 1 >= len(segments):
+                raise ParamError(f"{path}: {name} is a map: name its key, as {name}.KEY")
+            steps.append(Step(field, key=segments[i + 1]))
+            i += 2
+            descriptor = field.message_type.fields_by_name["value"].message_type
+            if i < len(segments):
+                raise ParamError(f"{path}: nothing can follow the key of {name}")
+            break
+        steps.append(Step(field, index=int(index) if index is not None else None))
+        i += 1
+        if i < len(segments):
+            if field.message_type is None:
+                raise ParamError(f"{path}: {name} is a value, it has no field {segments[i]!r}")
+            descriptor = field.message_type
+    return steps
+
+
+def canonical_path(name: str) -> str:
+    return ALIASES.get(name, name)
+
+
+def coerce(path: str, value: Any) -> Any:
+    """The value in the form its field takes, or ParamError saying what was expected."""
+    steps = resolve(canonical_path(path))
+    last = steps[-1]
+    if last.key is not None:
+        if isinstance(value, dict | list):
+            raise ParamError(f"{path}: a parameter value is one string, not {value!r}")
+        return "true" if value is True else "false" if value is False else str(value)
+    repeated = _is_repeated(last.field) and last.index is None and steps[-1].field.message_type is None
+    if repeated:
+        items = value if isinstance(value, list) else [value]
+        return [_scalar(path, last.field, item) for item in items]
+    if last.field.message_type is not None:
+        if not isinstance(value, dict):
+            raise ParamError(f"{path}: expects a mapping of {last.field.message_type.name} fields, got {value!r}")
+        try:
+            json_format.ParseDict(value, last.field.message_type._concrete_class())
+        except json_format.ParseError as error:
+            raise ParamError(f"{path}: {error}") from None
+        return value
+    return _scalar(path, last.field, value)
+
+
+def _scalar(path: str, field: FieldDescriptor, value: Any) -> Any:
+    if field.type in _INTEGER_TYPES:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamError(f"{path}: expects a whole number, got {value!r}")
+        if value < 0 and field.type in (FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_UINT64):
+            raise ParamError(f"{path}: expects a number of 0 or more, got {value}")
+        return value
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        if not isinstance(value, bool):
+            raise ParamError(f"{path}: expects true or false, got {value!r}")
+        return value
+    if field.type in (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ParamError(f"{path}: expects a number, got {value!r}")
+        return float(value)
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        names = [v.name for v in field.enum_type.values]
+        if value not in names:
+            raise ParamError(f"{path}: expects one of {', '.join(names)}, got {value!r}")
+        return value
+    if field.type == FieldDescriptor.TYPE_STRING:
+        if not isinstance(value, str):
+            raise ParamError(f"{path}: expects a string, got {value!r}")
+        return value
+    raise ParamError(f"{path}: fields of this type cannot be swept")
+
+
+def apply(config: ModelConfig, path: str, value: Any) -> None:
+    """Set ``path`` to a value already checked by :func:`coerce`, creating what is missing
+    (``dynamic_batching`` on a model without it, the one instance group of a bare config)."""
+    _apply(config, resolve(canonical_path(path)), value)
+
+
+def _apply(message: Message, steps: list[Step], value: Any) -> None:
+    step, rest = steps[0], steps[1:]
+    field = step.field
+    if step.key is not None:
+        getattr(message, field.name)[step.key].string_value = value
+        return
+    if not rest:
+        _set_leaf(message, step, value)
+        return
+    if _is_repeated(field):
+        elements = getattr(message, field.name)
+        if step.index is not None:
+            while len(elements) <= step.index:
+                elements.add()
+            targets = [elements[step.index]]
+        else:
+            targets = list(elements) or [elements.add()]
+        for target in targets:
+            _apply(target, rest, value)
+    else:
+        _apply(getattr(message, field.name), rest, value)
+
+
+def _set_leaf(message: Message, step: Step, value: Any) -> None:
+    field = step.field
+    if field.message_type is not None:
+        target = getattr(message, field.name)
+        target.Clear()
+        json_format.ParseDict(value, target)
+        return
+    if _is_repeated(field):
+        elements = getattr(message, field.name)
+        if step.index is None:
+            del elements[:]
+            elements.extend(_enum_numbers(field, value))
+        else:
+            while len(elements) <= step.index:
+                elements.append(type(elements[0])() if elements else 0)
+            elements[step.index] = _enum_numbers(field, [value])[0]
+        return
+    setattr(message, field.name, _enum_numbers(field, [value])[0])
+
+
+def _enum_numbers(field: FieldDescriptor, values: list[Any]) -> list[Any]:
+    if field.type != FieldDescriptor.TYPE_ENUM:
+        return values
+    return [field.enum_type.values_by_name[v].number for v in values]
+
+
+def read(config: ModelConfig, path: str) -> Any:
+    """The value at ``path``, as plain Python (lists, names of enums), for comparing the
+    config a server reports with the one intended."""
+    values = _read(config, resolve(canonical_path(path)))
+    return values[0] if len(values) == 1 else values
+
+
+def _read(message: Message, steps: list[Step]) -> list[Any]:
+    step, rest = steps[0], steps[1:]
+    field = step.field
+    if step.key is not None:
+        params = getattr(message, field.name)
+        return [params[step.key].string_value if step.key in params else None]
+    container = getattr(message, field.name)
+    if _is_repeated(field) and (rest or step.index is not None):
+        elements = list(container) if step.index is None else list(container)[step.index : step.index + 1]
+        if not rest:
+            return [_plain(field, e) for e in elements]
+        return [v for element in elements for v in _read(element, rest)]
+    if rest:
+        return _read(container, rest)
+    if _is_repeated(field):
+        return [[_plain(field, e) for e in container]]
+    return [_plain(field, container)]
+
+
+def _plain(field: FieldDescriptor, value: Any) -> Any:
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return field.enum_type.values_by_number[value].name
+    if isinstance(value, Message):
+        return json_format.MessageToDict(value, preserving_proto_field_name=True)
+    return value

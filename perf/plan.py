@@ -1,0 +1,243 @@
+"""Plan a sweep: parameters and values in, validated points out. Pure: no server, no files
+written, so every mistake is found (all of them at once) before anything starts."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from perf import params
+from perf.modelconfig import KIND_GPU, ModelConfig, for_host, format_config
+from perf.repository import Repository
+
+APPLY_MODES = ("reload", "restart")
+
+
+class PlanError(ValueError):
+    """The sweep as asked cannot run; one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Param:
+    """A swept setting of one model: ``column`` is how it appears in the results table."""
+
+    model: str
+    path: str
+    values: tuple[Any, ...]
+
+    @property
+    def column(self) -> str:
+        return f"{self.model}.{self.path}"
+
+
+@dataclass(frozen=True)
+class Point:
+    """One combination of values, with the full config of every model it changes."""
+
+    id: str
+    values: dict[str, Any]  # column -> value
+    configs: dict[str, ModelConfig] = field(repr=False)
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: str
+    models: list[str]  # the model and, for an ensemble, its composing models
+    params: list[Param]
+    points: list[Point]
+    baseline: dict[str, ModelConfig] = field(repr=False)  # each model's config, adapted to the host
+
+
+def composing_models(config: ModelConfig) -> list[str]:
+    return list(dict.fromkeys(step.model_name for step in config.ensemble_scheduling.step))
+
+
+def is_ensemble(config: ModelConfig) -> bool:
+    return config.platform == "ensemble"
+
+
+def parse_param_args(args: list[str]) -> list[tuple[str, list[str]]]:
+    """``--param NAME --values V1 V2 ...`` pairs, in order, from raw command-line words."""
+    pairs: list[tuple[str, list[str]]] = []
+    i = 0
+    while i < len(args):
+        if args[i] != "--param":
+            raise PlanError([f"expected --param NAME --values V1 V2 ..., got {args[i]!r}"])
+        if i + 2 >= len(args) or args[i + 2] != "--values":
+            raise PlanError([f"--param {args[i + 1] if i + 1 < len(args) else ''} needs --values after its name"])
+        j = i + 3
+        while j < len(args) and args[j] != "--param":
+            j += 1
+        if j == i + 3:
+            raise PlanError([f"--param {args[i + 1]} --values needs at least one value"])
+        pairs.append((args[i + 1], args[i + 3 : j]))
+        i = j
+    return pairs
+
+
+def _target(name: str, model: str, repo: Repository, members: list[str]) -> tuple[str, str]:
+    """(model, path) for a user's parameter name, or PlanError naming the choices."""
+    head, _, rest = name.partition(".")
+    if rest and head in repo.configs:
+        if head != model and head not in members:
+            choices = ", ".join([model, *members])
+            raise PlanError([f"{name}: {head} is not part of {model} (choose among: {choices})"])
+        return head, rest
+    if head in repo.configs:
+        raise PlanError([f"{name}: name a setting after the model, as {head}.max_batch_size"])
+    params.resolve(params.canonical_path(name))  # an unknown field is named before anything else
+    if is_ensemble(repo.configs[model]):
+        choices = " or ".join(f"{m}.{name}" for m in members)
+        raise PlanError(
+            [
+                f"{name}: {model} is an ensemble; say which model the setting is for: {choices} "
+                f"(or {model}.{name} for the ensemble itself)"
+            ]
+        )
+    return model, name
+
+
+def build(
+    model: str,
+    raw_params: list[tuple[str, list[Any]]],
+    repo: Repository,
+    gpu_count: int,
+) -> Plan:
+    """Validate everything and expand the grid. Values may be strings from the command line
+    (read as YAML) or already-typed values from a sweep file."""
+    repo.require([model])
+    base = repo.configs[model]
+    members = composing_models(base) if is_ensemble(base) else []
+    repo.require(members)
+    models = [model, *members]
+    problems: list[str] = []
+    swept: list[Param] = []
+    for name, raw_values in raw_params:
+        try:
+            target, path = _target(name, model, repo, members)
+            values = [params.parse_value(v) if isinstance(v, str) else v for v in raw_values]
+            typed = tuple(params.coerce(path, v) for v in values)
+        except PlanError as error:
+            problems.extend(error.problems)
+            continue
+        except params.ParamError as error:
+            message = str(error)
+            problems.append(message if message.startswith(name) else f"{name.rsplit('.', 1)[0]}.{message}")
+            continue
+        if any(p.column == f"{target}.{path}" for p in swept):
+            problems.append(f"{name} is given twice")
+            continue
+        swept.append(Param(target, path, typed))
+    if not raw_params:
+        problems.append("nothing to sweep: give at least one --param NAME --values ...")
+    if problems:
+        raise PlanError(problems)
+    baseline = {m: for_host(repo.configs[m], gpu_count) for m in models}
+    points = []
+    for combination in itertools.product(*(p.values for p in swept)):
+        point = _point(list(zip(swept, combination, strict=True)), baseline, model, members)
+        problems.extend(f"point {_describe(point.values)}: {p}" for p in _validate(point, gpu_count))
+        points.append(point)
+    if any("is above max_batch_size" in p for p in problems):
+        problems.append(
+            "hint: a --param with one value is a fixed setting: add --param MODEL.preferred_batch_size "
+            "--values '[]' to let Triton batch up to max_batch_size"
+        )
+    if problems:
+        raise PlanError(problems)
+    return Plan(model, models, swept, points, baseline)
+
+
+def _describe(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items())
+
+
+def point_id(values: dict[str, Any]) -> str:
+    """Stable across runs and orderings, so a resumed sweep recognises finished points."""
+    return hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _point(
+    assignment: list[tuple[Param, Any]], baseline: dict[str, ModelConfig], model: str, members: list[str]
+) -> Point:
+    configs: dict[str, ModelConfig] = {}
+    for param, value in assignment:
+        config = configs.setdefault(param.model, copy.deepcopy(baseline[param.model]))
+        params.apply(config, param.path, value)
+    notes = []
+    if members:
+        # An ensemble cannot batch more than what it calls: follow a lowered composing maximum.
+        current = {m: configs.get(m, baseline[m]).max_batch_size for m in [model, *members]}
+        lowest = min(current[m] for m in members)
+        if current[model] > lowest:
+            ensemble = configs.setdefault(model, copy.deepcopy(baseline[model]))
+            ensemble.max_batch_size = lowest
+            notes.append(f"{model}.max_batch_size lowered to {lowest} to match its composing models")
+    values = {param.column: value for param, value in assignment}
+    return Point(point_id(values), values, configs, tuple(notes))
+
+
+def _validate(point: Point, gpu_count: int) -> list[str]:
+    problems = []
+    for name, config in point.configs.items():
+        batching = config.dynamic_batching
+        if config.HasField("dynamic_batching") and batching.preferred_batch_size:
+            if config.max_batch_size == 0:
+                problems.append(f"{name}: dynamic batching needs max_batch_size > 0")
+            elif max(batching.preferred_batch_size) > config.max_batch_size:
+                problems.append(
+                    f"{name}: preferred_batch_size {list(batching.preferred_batch_size)} is above "
+                    f"max_batch_size {config.max_batch_size}"
+                )
+        if gpu_count == 0:
+            for group in config.instance_group:
+                if group.kind == KIND_GPU or group.gpus:
+                    problems.append(f"{name}: KIND_GPU or gpus asked for, but this host has no GPU")
+                    break
+        else:
+            for group in config.instance_group:
+                if bad := [g for g in group.gpus if g >= gpu_count]:
+                    problems.append(f"{name}: gpus {bad} do not exist (this host has {gpu_count})")
+    return problems
+
+
+def config_diff(before: ModelConfig, after: ModelConfig, name: str) -> str:
+    """A point's config against the original, as a unified diff of config.pbtxt text."""
+    lines = difflib.unified_diff(
+        format_config(before).splitlines(),
+        format_config(after).splitlines(),
+        f"{name}/config.pbtxt (original)",
+        f"{name}/config.pbtxt",
+        lineterm="",
+        n=1,
+    )
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What one step costs, for the estimate printed before a sweep (seconds)."""
+
+    apply_reload: float = 2.0
+    apply_restart: float = 8.0
+    warmup: float = 2.0
+    per_window_overhead: float = 0.3
+    typical_windows: float = 4.0
+
+
+def estimate_seconds(
+    plan: Plan, levels: int, repeats: int, apply: str, window_ms: int, timing: Timing = Timing()
+) -> float:
+    apply_cost = timing.apply_reload * max(1, len(plan.params)) if apply == "reload" else timing.apply_restart
+    per_measurement = timing.typical_windows * (window_ms / 1000 + timing.per_window_overhead) + 1.0
+    return len(plan.points) * (apply_cost + timing.warmup + levels * repeats * per_measurement)
