@@ -1,0 +1,3 @@
+"""perf: load testing and performance tuning for NVIDIA Triton Inference Server."""
+
+__version__ = "0.1.0"

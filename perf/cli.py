@@ -15,8 +15,11 @@ from rich.table import Table
 from perf import doctor, tools
 from perf.drivers.perf_analyzer import PerfAnalyzerError
 from perf.modelconfig import ConfigError
+from perf.plan import PlanError
 from perf.repository import RepositoryError, emit_libtorch, open_repository, reference_repository
+from perf.results import RunError
 from perf.server import DockerServer, EmbeddedServer, Ports, RemoteServer, ServerError, TritonServer
+from perf.sweep import SweepError
 
 app = typer.Typer(
     help="Load testing and performance tuning for NVIDIA Triton Inference Server.",
@@ -259,6 +262,66 @@ def demo(
         cells = [f"{row[k]:.1f}" for k in ("throughput", "p50_ms", "p90_ms", "p95_ms", "p99_ms")]
         table.add_row(str(row["concurrency"]), *cells)
     console.print(table)
+
+
+@app.command()
+def gateway(
+    host: HostOption = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port of the gateway.")] = 8080,
+    triton_url: Annotated[
+        str | None,
+        typer.Option("--triton-url", help="Triton's gRPC HOST:PORT [PERF_GATEWAY_TRITON_URL; 127.0.0.1:8001]."),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model to call [PERF_GATEWAY_MODEL; ensemble_model].")] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="Class names, one a line [PERF_GATEWAY_LABELS; the reference labels.txt].")
+    ] = None,
+    max_files: Annotated[int | None, typer.Option(help="Files per request [PERF_GATEWAY_MAX_FILES; 1000].")] = None,
+    max_file_mb: Annotated[float | None, typer.Option(help="MiB per file [PERF_GATEWAY_MAX_FILE_MB; 20].")] = None,
+    max_request_mb: Annotated[
+        float | None, typer.Option(help="MiB per request body [PERF_GATEWAY_MAX_REQUEST_MB; 200].")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds a request may wait on Triton [PERF_GATEWAY_TIMEOUT; 30].")
+    ] = None,
+    retries: Annotated[
+        int | None, typer.Option(help="Retries of a transient gRPC failure [PERF_GATEWAY_RETRIES; 2].")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+) -> None:
+    """Serve the FastAPI gateway: POST /predict (image uploads), GET /health, GET /metrics."""
+    import uvicorn
+
+    from perf.gateway.app import create_app
+    from perf.gateway.settings import Settings
+
+    try:
+        settings = Settings.from_env(
+            triton_url=triton_url, model=model, labels=labels, max_files=max_files, max_file_mb=max_file_mb,
+            max_request_mb=max_request_mb, timeout=timeout, retries=retries,
+        )  # fmt: skip
+        gateway_app = create_app(settings)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(error)
+    console.print(
+        f"gateway on http://{host}:{port} -> Triton {settings.triton_url} ({settings.model})", highlight=False
+    )
+    uvicorn.run(gateway_app, host=host, port=port, log_level=log_level)
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def sweep(ctx: typer.Context) -> None:
+    """Measure every combination of model settings at every load level (perf sweep --help)."""
+    from perf import sweep_command
+
+    try:
+        code = sweep_command.main(ctx.args, console)
+    except (*EXPECTED, PlanError, RunError, SweepError) as error:
+        _fail(error)
+    raise typer.Exit(code)
 
 
 if __name__ == "__main__":

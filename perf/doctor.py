@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import sys
 import time
@@ -56,8 +55,7 @@ def run_checks(tools_dir: Path | None = None, ports: Ports | None = None) -> lis
     for label, port in ports.named().items():
         free = host.port_free("127.0.0.1", port)
         checks.append(Check(f"port {port} ({label})", free, "free" if free else "in use", required=False))
-    cores = len(os.sched_getaffinity(0))
-    checks.append(Check("platform", True, f"{platform.platform()}, {cores} cores", required=False))
+    checks.append(Check("platform", True, f"{platform.platform()}, {host.cores()} cores", required=False))
     return checks
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import shutil
+import signal
 import socket
 import subprocess
 
@@ -17,6 +20,11 @@ def gpus() -> list[str]:
     except (OSError, subprocess.TimeoutExpired):
         return []
     return [line.strip() for line in out.stdout.splitlines() if line.startswith("GPU ")]
+
+
+def cores() -> int:
+    """Cores this process may run on (what a container or taskset allows, not the machine's)."""
+    return len(os.sched_getaffinity(0))
 
 
 def port_free(host: str, port: int) -> bool:
@@ -52,3 +60,10 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
         for sock in sockets:
             sock.close()
     return ports
+
+
+def die_with_parent() -> None:
+    """For ``preexec_fn``: the child is killed when perf dies, even by SIGKILL, so no server
+    or load generator outlives the sweep that started it."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

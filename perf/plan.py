@@ -8,7 +8,7 @@ import difflib
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from perf import params
@@ -47,6 +47,7 @@ class Point:
     values: dict[str, Any]  # column -> value
     configs: dict[str, ModelConfig] = field(repr=False)
     notes: tuple[str, ...] = ()
+    baseline: bool = False  # the repository's own config
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,29 @@ class Plan:
     params: list[Param]
     points: list[Point]
     baseline: dict[str, ModelConfig] = field(repr=False)  # each model's config, adapted to the host
+
+    @property
+    def changed_models(self) -> list[str]:
+        """Models some point changes, composing models first: the order to load them in, so an
+        ensemble is reloaded after the models whose batch limits it must respect."""
+        changed = {m for point in self.points for m in point.configs}
+        return [m for m in [*self.models[1:], self.model] if m in changed]
+
+    def configs_of(self, point: Point) -> dict[str, ModelConfig]:
+        """Every changed model's config at ``point`` (the baseline's where the point keeps it)."""
+        return {m: point.configs.get(m, self.baseline[m]) for m in self.changed_models}
+
+
+def with_baseline(plan: Plan) -> Plan:
+    """The plan with the repository's own config as a point: the reference every gain is
+    measured against. Where a grid point has the same values, that point is the baseline."""
+    values = {p.column: params.read(plan.baseline[p.model], p.path) for p in plan.params}
+    ident = point_id(values)
+    if any(point.id == ident for point in plan.points):
+        points = [replace(point, baseline=point.id == ident) for point in plan.points]
+    else:
+        points = [Point(ident, values, {}, ("the repository's own config",), baseline=True), *plan.points]
+    return replace(plan, points=points)
 
 
 def composing_models(config: ModelConfig) -> list[str]:

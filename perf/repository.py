@@ -78,12 +78,15 @@ def _copy(src: Path, dst: Path, ignore: list[str]) -> None:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", *ignore))
 
 
-def stage(repo: Repository, dst: Path, gpu_count: int) -> Repository:
-    """Copy ``repo`` to ``dst`` with every config adapted to a host with ``gpu_count`` GPUs."""
+def stage(
+    repo: Repository, dst: Path, gpu_count: int, overrides: dict[str, ModelConfig] | None = None
+) -> Repository:
+    """Copy ``repo`` to ``dst`` with every config adapted to a host with ``gpu_count`` GPUs,
+    and ``overrides`` written in place of the configs they name."""
     _copy(repo.path, dst, [])
     staged = {}
     for name, config in repo.configs.items():
-        staged[name] = for_host(config, gpu_count)
+        staged[name] = (overrides or {}).get(name) or for_host(config, gpu_count)
         write_config(staged[name], dst / name / "config.pbtxt")
     return Repository(dst, staged)
 

@@ -7,7 +7,7 @@ so the rest of perf never asks which one it has.
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import os
 import re
 import shutil
 import signal
@@ -86,6 +86,15 @@ class TritonServer(ABC):
     @abstractmethod
     def stop(self) -> None: ...
 
+    def alive(self) -> bool:
+        """Whether the server is still there (a launched one: its process runs)."""
+        return self.is_ready()
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process, where perf launched it."""
+        return None
+
     def __enter__(self) -> Self:
         self.start()
         return self
@@ -145,12 +154,6 @@ class TritonServer(ABC):
         raise ServerError(f"not ready after {timeout:.0f} s")
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: if perf is killed outright, Triton goes with it."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def _check_ports(host_: str, ports: Ports) -> None:
     busy = [f"{port} ({label})" for label, port in ports.named().items() if not host.port_free(host_, port)]
     if busy:
@@ -199,7 +202,7 @@ class _Process:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,  # Ctrl-C reaches perf, which stops Triton in order
-                preexec_fn=_die_with_parent,
+                preexec_fn=host.die_with_parent,
             )
 
     def alive(self) -> bool:
@@ -224,6 +227,16 @@ class _Process:
         if self.proc is not None:
             _process_tree_stop(self.proc, grace)
             self.proc = None
+        # A server killed outright leaves its python stubs to init, out of reach of the tree
+        # walk; their command lines name the staged repository in this work folder.
+        workdir = str(self.log_path.parent)
+        stragglers = []
+        for proc in psutil.process_iter(["cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                if proc.pid != os.getpid() and any(workdir in arg for arg in proc.info["cmdline"] or []):
+                    proc.kill()
+                    stragglers.append(proc)
+        psutil.wait_procs(stragglers, timeout=5)
 
 
 class _LaunchedServer(TritonServer):
@@ -238,6 +251,12 @@ class _LaunchedServer(TritonServer):
     @property
     def pid(self) -> int | None:
         return self._process.proc.pid if self._process and self._process.proc else None
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.alive()
+
+    def log_summary(self) -> str:
+        return self._process.log_summary() if self._process else "(not started)"
 
     def _listening(self) -> bool:
         """Triton reports ready over gRPC before its HTTP and metrics services listen."""
@@ -264,7 +283,8 @@ class EmbeddedServer(_LaunchedServer):
     """The tritonserver binary installed by ``perf setup``, serving a staged copy of ``repo``.
 
     Explicit model control, so a model can be reloaded with a new config without a restart.
-    ``models`` limits what loads at start (all by default).
+    ``models_to_load`` limits what loads at start (all by default); ``overrides`` replace
+    config.pbtxt files in the staged copy (a sweep's restart mode).
     """
 
     repo: Path
@@ -274,6 +294,7 @@ class EmbeddedServer(_LaunchedServer):
     models_to_load: list[str] | None = None
     tools_dir: Path | None = None
     extra_args: list[str] = field(default_factory=list)
+    overrides: dict[str, ModelConfig] = field(default_factory=dict, repr=False)
     staged: Repository | None = field(default=None, init=False, repr=False)
 
     def argv(self, tool: tools.Tools, repository: Path) -> list[str]:
@@ -303,7 +324,7 @@ class EmbeddedServer(_LaunchedServer):
             source.require(self.models_to_load)
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="perf-triton-"))
-        self.staged = stage(source, self.workdir / "repository", len(host.gpus()))
+        self.staged = stage(source, self.workdir / "repository", len(host.gpus()), self.overrides)
         process = _Process(self.argv(tool, self.staged.path), self.workdir / "triton.log")
         self._launch(process, timeout, tool.server_env())
 

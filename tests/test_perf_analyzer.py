@@ -24,9 +24,12 @@ def completed(server: EmbeddedServer, model: str) -> int:
 
 
 def test_perf_analyzer_measures_the_ensemble_with_images(server: EmbeddedServer, input_data: Path) -> None:
-    analyzer = PerfAnalyzer(tools.find(), server.grpc_url, "ensemble_model", input_data, measurement_interval_ms=1000)
+    # A loose stability bound: this test is about what is measured, not how precisely.
+    analyzer = PerfAnalyzer(
+        tools.find(), server.grpc_url, "ensemble_model", input_data, measurement_interval_ms=1000, stability_percentage=50
+    )
     before = completed(server, "ensemble_model")
-    row = analyzer.run(concurrency=2)
+    row = analyzer.run(2)
     sent = completed(server, "ensemble_model") - before
     assert row["concurrency"] == 2
     assert row["throughput"] > 5
@@ -40,7 +43,7 @@ def test_perf_analyzer_measures_the_ensemble_with_images(server: EmbeddedServer,
 def test_perf_analyzer_error_is_reported(server: EmbeddedServer, input_data: Path) -> None:
     analyzer = PerfAnalyzer(tools.find(), server.grpc_url, "no_such_model", input_data)
     with pytest.raises(PerfAnalyzerError, match="no_such_model"):
-        analyzer.run(concurrency=1)
+        analyzer.run(1)
 
 
 def test_csv_is_parsed_in_milliseconds(tmp_path: Path) -> None:

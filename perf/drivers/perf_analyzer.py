@@ -4,6 +4,7 @@ rows with named units (ms, infer/s) instead of perf_analyzer's microsecond colum
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import subprocess
 import tempfile
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from perf import host
 from perf.tools import Tools
 
 # perf_analyzer CSV column (microseconds) -> our column (milliseconds).
@@ -29,6 +31,9 @@ LATENCY_COLUMNS = {
     "Server Compute Output": "server_compute_output_ms",
     "Client Recv": "client_recv_ms",
 }
+
+
+LOAD_KINDS = ("concurrency", "request_rate")
 
 
 class PerfAnalyzerError(RuntimeError):
@@ -52,7 +57,7 @@ class PerfAnalyzer:
     tools: Tools
     url: str
     model: str
-    input_data: Path
+    input_data: Path | None  # None: perf_analyzer's own random data, for fixed-shape inputs
     batch_size: int = 1
     measurement_interval_ms: int = 2000
     stability_percentage: int = 10
@@ -60,41 +65,56 @@ class PerfAnalyzer:
     timeout_s: float = 300
     extra_args: list[str] = field(default_factory=list)
 
-    def argv(self, concurrency: int, csv_path: Path) -> list[str]:
+    def argv(
+        self, level: float, csv_path: Path, kind: str = "concurrency", window_ms: int | None = None,
+        stability: int | None = None, max_trials: int | None = None,
+    ) -> list[str]:  # fmt: skip
+        if kind not in LOAD_KINDS:
+            raise ValueError(f"load kind {kind!r}: choose {' or '.join(LOAD_KINDS)}")
+        value = f"{level:g}"
         return [
             str(self.tools.perf_analyzer),
             "-m", self.model,
             "-u", self.url,
             "-i", "grpc",
             "-b", str(self.batch_size),
-            "--concurrency-range", f"{concurrency}:{concurrency}",
-            "--input-data", str(self.input_data),
-            "--measurement-interval", str(self.measurement_interval_ms),
-            "--stability-percentage", str(self.stability_percentage),
-            "--max-trials", str(self.max_trials),
+            f"--{kind.replace('_', '-')}-range", f"{value}:{value}",
+            *(["--input-data", str(self.input_data)] if self.input_data else []),
+            "--measurement-interval", str(window_ms or self.measurement_interval_ms),
+            "--stability-percentage", str(stability or self.stability_percentage),
+            "--max-trials", str(max_trials or self.max_trials),
             "-f", str(csv_path),
             *self.extra_args,
         ]  # fmt: skip
 
-    def run(self, concurrency: int) -> dict[str, float]:
-        """Measure one concurrency level; the row perf_analyzer reports for it."""
+    def warm_up(self, level: float, kind: str = "concurrency") -> None:
+        """A short unmeasured run so the first measurement does not pay for cold caches and
+        lazily created instances; its failures are the measurement's to report."""
+        with tempfile.TemporaryDirectory(prefix="perf-pa-") as tmp, contextlib.suppress(PerfAnalyzerError):
+            self._run(self.argv(level, Path(tmp) / "pa.csv", kind, window_ms=500, stability=100, max_trials=3))
+
+    def run(self, level: float, kind: str = "concurrency") -> dict[str, float]:
+        """Measure one load level (a concurrency, or a request rate per second)."""
         with tempfile.TemporaryDirectory(prefix="perf-pa-") as tmp:
-            csv_path = Path(tmp) / "pa.csv"
-            try:
-                proc = subprocess.run(
-                    self.argv(concurrency, csv_path),
-                    env=self.tools.perf_analyzer_env(),
-                    capture_output=True,
-                    text=True,
-                    timeout=self.timeout_s,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired:
-                raise PerfAnalyzerError(f"perf_analyzer did not finish within {self.timeout_s:.0f} s") from None
-            if proc.returncode != 0 or not csv_path.is_file():
-                message = _error_lines(proc.stdout + proc.stderr)
-                raise PerfAnalyzerError(f"perf_analyzer failed at concurrency {concurrency}: {message}")
-            return parse_csv(csv_path)[0]
+            return self._run(self.argv(level, Path(tmp) / "pa.csv", kind))
+
+    def _run(self, argv: list[str]) -> dict[str, float]:
+        csv_path = Path(argv[argv.index("-f") + 1])
+        try:
+            proc = subprocess.run(
+                argv,
+                env=self.tools.perf_analyzer_env(),
+                capture_output=True,
+                text=True,
+                timeout=self.timeout_s,
+                check=False,
+                preexec_fn=host.die_with_parent,
+            )
+        except subprocess.TimeoutExpired:
+            raise PerfAnalyzerError(f"perf_analyzer did not finish within {self.timeout_s:.0f} s") from None
+        if proc.returncode != 0 or not csv_path.is_file():
+            raise PerfAnalyzerError(f"perf_analyzer failed: {_error_lines(proc.stdout + proc.stderr)}")
+        return parse_csv(csv_path)[0]
 
 
 def _error_lines(output: str) -> str:
@@ -108,10 +128,11 @@ def parse_csv(path: Path) -> list[dict[str, float]]:
     frame = pd.read_csv(path)
     rows = []
     for _, record in frame.iterrows():
-        row = {
-            "concurrency": int(record["Concurrency"]),
-            "throughput": float(record["Inferences/Second"]),
-        }
+        row = {"throughput": float(record["Inferences/Second"])}
+        if "Concurrency" in record:
+            row["concurrency"] = int(record["Concurrency"])
+        if "Request Rate" in record:
+            row["request_rate"] = float(record["Request Rate"])
         for source, name in LATENCY_COLUMNS.items():
             if source in record:
                 row[name] = float(record[source]) / 1000.0

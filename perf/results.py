@@ -1,0 +1,125 @@
+"""The run folder: everything a sweep measured, enough to resume, report and compare.
+
+    RUN/results.csv          one row per point x load level x repeat, one column per variable
+    RUN/plan.json            what was asked (model, parameters, load), to resume the same run
+    RUN/metadata.json        versions, host, GPUs, command line, times, status
+    RUN/configs/POINT/MODEL/config.pbtxt   the exact config of every point
+
+Rows are appended whole, one write each, and flushed: a sweep killed at any moment leaves a
+table that a resumed run continues without duplicating or losing a row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from perf.modelconfig import ModelConfig, write_config
+
+RESULTS, PLAN, METADATA, CONFIGS = "results.csv", "plan.json", "metadata.json", "configs"
+KEY = ("point_id", "load_level", "repeat")
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used as asked."""
+
+
+def encode(value: Any) -> str:
+    """A cell: lists and mappings as JSON so the table stays one value per cell."""
+    if value is None:
+        return ""
+    if isinstance(value, list | dict | bool):
+        return json.dumps(value)
+    return str(value)
+
+
+@dataclass
+class RunFolder:
+    path: Path
+    columns: list[str]
+
+    @classmethod
+    def open(cls, path: Path, plan: dict[str, Any], columns: list[str]) -> RunFolder:
+        """Create the folder, or reopen it to resume when it holds the same plan."""
+        path = path.expanduser().resolve()
+        if path.exists() and not path.is_dir():
+            raise RunError(f"{path} exists and is not a folder")
+        plan_path = path / PLAN
+        if plan_path.is_file():
+            recorded = json.loads(plan_path.read_text())
+            if recorded != plan:
+                changed = sorted(k for k in set(recorded) | set(plan) if recorded.get(k) != plan.get(k))
+                raise RunError(
+                    f"{path} holds a run with a different plan ({', '.join(changed)} differ): "
+                    "choose another --out, or run the original command to resume it"
+                )
+            header = (path / RESULTS).read_text().splitlines()[0]
+            if next(csv.reader([header])) != columns:
+                raise RunError(f"{path / RESULTS} has other columns than this version of perf writes")
+        elif path.is_dir() and any(path.iterdir()):
+            raise RunError(f"{path} is not empty and holds no sweep: choose another --out")
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / RESULTS).write_text(_line(columns))
+            plan_path.write_text(json.dumps(plan, indent=2))
+        return cls(path, columns)
+
+    def done(self, statuses: tuple[str, ...]) -> set[tuple[str, str, int]]:
+        """Keys of the rows recorded with one of ``statuses``."""
+        table = self.table()
+        table = table[table["status"].isin(statuses)]
+        return {(str(r.point_id), str(r.load_level), int(r.repeat)) for r in table.itertuples()}
+
+    def append(self, row: dict[str, Any]) -> None:
+        unknown = set(row) - set(self.columns)
+        if unknown:
+            raise RunError(f"row has columns the table does not: {sorted(unknown)}")
+        fd = os.open(self.path / RESULTS, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, _line([encode(row.get(c)) for c in self.columns]).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def table(self) -> pd.DataFrame:
+        """The results so far; a last line cut short by a kill is not a row."""
+        text = (self.path / RESULTS).read_text()
+        if text and not text.endswith("\n"):
+            text = text[: text.rfind("\n") + 1]
+        return pd.read_csv(io.StringIO(text), dtype={"point_id": str, "load_level": str})
+
+    def write_configs(self, point_id: str, configs: dict[str, ModelConfig]) -> None:
+        for model, config in configs.items():
+            target = self.path / CONFIGS / point_id / model / "config.pbtxt"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_config(config, target)
+
+    def write_metadata(self, metadata: dict[str, Any]) -> None:
+        tmp = self.path / (METADATA + ".tmp")
+        tmp.write_text(json.dumps(metadata, indent=2, default=str))
+        tmp.replace(self.path / METADATA)
+
+    def metadata(self) -> dict[str, Any]:
+        path = self.path / METADATA
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _line(cells: list[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(cells)
+    return buffer.getvalue()
+
+
+def load(path: Path) -> pd.DataFrame:
+    """A run's table, for analysis and notebooks."""
+    path = Path(path)
+    if not (path / RESULTS).is_file():
+        raise RunError(f"{path} is not a run folder (no {RESULTS})")
+    return RunFolder(path, []).table()

@@ -1,0 +1,253 @@
+"""`perf sweep`: its arguments (repeatable --param NAME --values V1 V2 ..., or a sweep file),
+the plan shown before it runs, the progress bar, and the summary after."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from perf import analysis, host, plan, results
+from perf.drivers.perf_analyzer import LOAD_KINDS
+from perf.repository import open_repository, reference_repository
+from perf.server import RemoteServer
+from perf.sweep import LoadSpec, Sweep, columns, plan_record
+
+USAGE = """perf sweep --model MODEL --param NAME --values V1 V2 ... [--param NAME --values ...]
+                  [--concurrency N ... | --request-rate R ...] [--repeats N] [--apply reload|restart]
+                  [--out RUN] [--slo-p99-ms MS] [--dry-run] [--file SWEEP.yaml]"""
+
+DESCRIPTION = """Measure every combination of model settings at every load level, and keep every point.
+
+NAME is a short name (instance_count, kind, gpus, max_batch_size, preferred_batch_size,
+max_queue_delay_microseconds, preserve_ordering, response_cache) or any dotted path of Triton's
+ModelConfig (dynamic_batching.max_queue_delay_microseconds, parameters.torch_num_threads);
+MODEL.NAME targets one composing model of an ensemble. Values are read as YAML: 2, [8,16], true.
+A --param with one value is a fixed setting. The same command again resumes an interrupted run."""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="perf sweep", usage=USAGE, description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--file", type=Path, help="sweep file (YAML or TOML) with the same keys as these options")
+    p.add_argument("--model", help="the model to measure (an ensemble's composing models are loaded with it)")
+    p.add_argument("--repo", type=Path, help="model repository (default: the reference model_repo/); only read")
+    p.add_argument("--concurrency", type=int, nargs="+", help="closed-loop load levels (default 1 2 4)")
+    p.add_argument("--request-rate", type=float, nargs="+", help="open-loop load levels, requests per second")
+    p.add_argument("--repeats", type=int, help="measurements of each point and level (default 1; 3+ for CIs)")
+    p.add_argument("--apply", choices=plan.APPLY_MODES, help="reload via the model-control API (default) or restart")
+    p.add_argument("--out", type=Path, help="run folder (default runs/sweep-TIMESTAMP); an existing one resumes")
+    p.add_argument("--images", type=Path, help="folder of JPEG/PNG payloads (default: generated 640x480 JPEGs)")
+    p.add_argument("--batch-size", type=int, help="client batch size (default 1)")
+    p.add_argument("--measurement-interval", type=int, help="perf_analyzer window in ms (default 2000)")
+    p.add_argument("--stability-percentage", type=int, help="perf_analyzer stability bound (default 10)")
+    p.add_argument("--max-trials", type=int, help="perf_analyzer windows before giving up (default 10)")
+    p.add_argument("--slo-p99-ms", type=float, help="latency objective: the best config must meet it")
+    p.add_argument("--url", help="measure a running server (gRPC HOST:PORT) instead of starting one")
+    p.add_argument("--no-baseline", action="store_true", help="do not measure the repository's own config")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    return p
+
+
+def read_sweep_file(path: Path) -> dict[str, Any]:
+    """A sweep file: the options' names as keys, ``params`` a mapping of name to values."""
+    if not path.is_file():
+        raise plan.PlanError([f"sweep file {path} not found"])
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
+        raise plan.PlanError([f"{path}: {error}"]) from None
+    if not isinstance(data, dict):
+        raise plan.PlanError([f"{path}: expected a mapping of options"])
+    known = {a.dest for a in parser()._actions} | {"params"}
+    if unknown := sorted(set(data) - known):
+        raise plan.PlanError([f"{path}: unknown keys {unknown}; known: {sorted(known - {'help', 'file'})}"])
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def options(args: list[str]) -> tuple[argparse.Namespace, list[tuple[str, list[Any]]]]:
+    """Options and (name, values) pairs, the command line over the sweep file."""
+    flags, rest = [], []
+    i = 0
+    while i < len(args):  # --param/--values pairs go to their own parser
+        if args[i] == "--param":
+            j = i + 1
+            while j < len(args) and (args[j] in ("--values",) or not args[j].startswith("--")):
+                j += 1
+            rest.extend(args[i:j])
+            i = j
+        else:
+            flags.append(args[i])
+            i += 1
+    namespace = parser().parse_args(flags)
+    pairs: list[tuple[str, list[Any]]] = list(plan.parse_param_args(rest))
+    if namespace.file:
+        data = read_sweep_file(namespace.file)
+        for key, value in data.items():
+            if key != "params" and getattr(namespace, key, None) in (None, False):
+                setattr(namespace, key, value)
+        given = {name for name, _ in pairs}
+        for name, values in (data.get("params") or {}).items():
+            if name not in given:
+                pairs.append((name, values if isinstance(values, list) else [values]))
+    if not namespace.model:
+        raise plan.PlanError(["--model is required (the model to measure)"])
+    return namespace, pairs
+
+
+def load_spec(ns: argparse.Namespace) -> LoadSpec:
+    if ns.concurrency and ns.request_rate:
+        raise plan.PlanError(["give --concurrency or --request-rate, not both"])
+    kind = "request_rate" if ns.request_rate else "concurrency"
+    levels = tuple(ns.request_rate or ns.concurrency or (1, 2, 4))
+    problems = [f"load level {v:g} must be above 0" for v in levels if v <= 0]
+    if ns.repeats is not None and ns.repeats < 1:
+        problems.append("--repeats must be 1 or more")
+    if ns.images and not ns.images.is_dir():
+        problems.append(f"--images {ns.images} is not a folder")
+    if problems:
+        raise plan.PlanError(problems)
+    assert kind in LOAD_KINDS
+    return LoadSpec(
+        kind=kind,
+        levels=levels,
+        repeats=ns.repeats or 1,
+        batch_size=ns.batch_size or 1,
+        window_ms=ns.measurement_interval or 2000,
+        stability_percentage=ns.stability_percentage or 10,
+        max_trials=ns.max_trials or 10,
+        images=ns.images.resolve() if ns.images else None,
+    )
+
+
+def main(args: list[str], console: Console) -> int:
+    ns, pairs = options(args)
+    repo_path = (ns.repo or reference_repository()).expanduser().resolve()
+    repo = open_repository(repo_path)
+    remote = RemoteServer.from_url(ns.url) if ns.url else None
+    gpu_count = len(host.gpus())
+    the_plan = plan.build(ns.model, pairs, repo, gpu_count)
+    if not ns.no_baseline:
+        the_plan = plan.with_baseline(the_plan)
+    load = load_spec(ns)
+    apply = ns.apply or "reload"
+    if remote and apply == "restart":
+        raise plan.PlanError(["--apply restart needs a server perf starts itself: drop --url"])
+    estimate = plan.estimate_seconds(the_plan, len(load.levels), load.repeats, apply, load.window_ms)
+    if ns.dry_run:
+        print_plan(the_plan, load, apply, estimate, console)
+        return 0
+    out = ns.out or Path("runs") / f"sweep-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    folder = results.RunFolder.open(out, plan_record(the_plan, load, apply), columns(the_plan))
+    console.print(
+        f"{len(the_plan.points)} points x {len(load.levels)} levels x {load.repeats} repeats, "
+        f"about {_minutes(estimate)}; results in {folder.path}",
+        highlight=False,
+    )
+    with _progress(console) as bar:
+        task = bar.add_task("sweep", total=None)
+
+        def progress(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, **({"description": what} if what else {}))
+
+        sweep = Sweep(the_plan, load, folder, repo_path, apply, server=remote, progress=progress)
+        if remote:
+            remote.start()
+        try:
+            sweep.run()
+        except KeyboardInterrupt:
+            bar.stop()
+            done = len(folder.table())
+            console.print(f"[yellow]interrupted[/yellow]: {done} rows recorded in {folder.path}; "
+                          "run the same command to resume")  # fmt: skip
+            return 130
+    print_summary(folder, the_plan, ns.slo_p99_ms, console)
+    return 0
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("ETA"), TimeRemainingColumn(), console=console,
+    )  # fmt: skip
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def _value(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, list | dict | bool) else str(value)
+
+
+def print_plan(the_plan: plan.Plan, load: LoadSpec, apply: str, estimate: float, console: Console) -> None:
+    table = Table("point", "id", *(p.column for p in the_plan.params), "notes", title=f"Sweep of {the_plan.model}")
+    for i, point in enumerate(the_plan.points):
+        notes = "; ".join([*(["baseline"] if point.baseline else []), *point.notes])
+        table.add_row(str(i), point.id, *(_value(point.values[p.column]) for p in the_plan.params), notes)
+    console.print(table)
+    for i, point in enumerate(the_plan.points):
+        for model, config in point.configs.items():
+            diff = plan.config_diff(the_plan.baseline[model], config, model)
+            if diff:
+                console.print(f"[bold]point {i}[/bold] ({point.id})", highlight=False)
+                console.print(diff, highlight=False, markup=False)
+    levels = " ".join(f"{v:g}" for v in load.levels)
+    console.print(
+        f"{len(the_plan.points)} points x {load.kind} {levels} x {load.repeats} repeats, apply by {apply}: "
+        f"about {_minutes(estimate)}",
+        highlight=False,
+    )
+
+
+def print_summary(folder: results.RunFolder, the_plan: plan.Plan, slo: float | None, console: Console) -> None:
+    table_ = folder.table()
+    param_columns = [p.column for p in the_plan.params]
+    summary = analysis.summarize(table_, param_columns)
+    faults = table_[table_["status"] != "ok"]
+    if summary.empty:
+        console.print(f"[red]no successful measurement[/red]; see {folder.path / results.RESULTS}")
+        return
+    ranked = analysis.best_per_point(summary, slo)
+    view = Table(*param_columns, "level", "infer/s", "±95%", "p99 ms", "±95%", title="Best level of each point"
+                 + (f" under p99 <= {slo:g} ms" if slo else ""))  # fmt: skip
+    for row in ranked.to_dict("records"):
+        view.add_row(
+            *(str(row[c]) for c in param_columns), str(row["load_level"]), f"{row['throughput']:.1f}",
+            _ci(row["throughput_ci"]), f"{row['p99_ms']:.1f}", _ci(row["p99_ci"]),
+        )  # fmt: skip
+    console.print(view)
+    choice = analysis.recommend(table_, summary, slo)
+    if choice.best is None:
+        console.print(f"[red]no point meets p99 <= {slo:g} ms[/red]")
+    else:
+        values = ranked.iloc[0][param_columns].to_dict()
+        level = f"{ranked.iloc[0]['load_kind']} {choice.best.load_level}"
+        best = f"{choice.best.throughput:.1f} infer/s, p99 {choice.best.p99_ms:.1f} ms"
+        console.print(f"best: {values} at {level}: {best}", highlight=False)
+        if choice.runner_up is not None:
+            if choice.distinguishable is None:
+                console.print("runner-up: too few repeats to tell them apart (use --repeats 3)")
+            elif not choice.distinguishable:
+                console.print(f"[yellow]the best and the runner-up are not distinguishable[/yellow] "
+                              f"(Welch t-test p = {choice.p_value:.2f})")  # fmt: skip
+            else:
+                console.print(f"the best is ahead of the runner-up (Welch t-test p = {choice.p_value:.3f})")
+    if len(faults):
+        counts = faults["status"].value_counts().to_dict()
+        console.print(f"[yellow]faults recorded[/yellow]: {counts} (see the error column)", highlight=False)
+    console.print(f"results: {folder.path / results.RESULTS}", highlight=False)
+
+
+def _ci(value: float) -> str:
+    return "" if value is None or math.isnan(value) else f"{value:.1f}"
