@@ -84,7 +84,15 @@ def resolve(path: str, descriptor: Descriptor = ModelConfig.DESCRIPTOR) -> list[
             where = descriptor.full_name.split(".")[-1]
             aliases = ALIASES if descriptor is ModelConfig.DESCRIPTOR else {}
             names = list(dict.fromkeys([*descriptor.fields_by_name, *aliases]))
-            close = difflib.get_close_matches(name, names, n=4, cutoff=0.5)
+            parts = [part for part in name.lower().split("_") if part]
+            close = list(
+                dict.fromkeys(
+                    [
+                        *difflib.get_close_matches(name, names, n=4, cutoff=0.5),
+                        *(n for n in names if all(part in n for part in parts)),
+                    ]
+                )
+            )[:4]
             hint = (
                 f"; did you mean {', '.join(close)}?"
                 if close

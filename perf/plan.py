@@ -147,6 +147,7 @@ def build(
     problems: list[str] = []
     swept: list[Param] = []
     for name, raw_values in raw_params:
+        path = name
         try:
             target, path = _target(name, model, repo, members)
             values = [params.parse_value(v) if isinstance(v, str) else v for v in raw_values]
@@ -155,8 +156,8 @@ def build(
             problems.extend(error.problems)
             continue
         except params.ParamError as error:
-            message = str(error)
-            problems.append(message if message.startswith(name) else f"{name.rsplit('.', 1)[0]}.{message}")
+            # The message names the field path; put the model the user wrote back in front.
+            problems.append(f"{name.removesuffix(path)}{error}" if str(error).startswith(path) else str(error))
             continue
         if any(p.column == f"{target}.{path}" for p in swept):
             problems.append(f"{name} is given twice")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psutil
 import pytest
@@ -54,9 +55,22 @@ def labels() -> list[str]:
     return (REPO / "classifier" / "labels.txt").read_text().split()
 
 
+# Every process a test starts inherits this mark, so the session finds its own leftovers and
+# never touches another session's servers.
+SESSION_MARK = ("PERF_TEST_SESSION", uuid.uuid4().hex)
+os.environ[SESSION_MARK[0]] = SESSION_MARK[1]
+
+
+def _started_by_this_session(proc: psutil.Process) -> bool:
+    try:
+        return proc.pid != os.getpid() and proc.environ().get(SESSION_MARK[0]) == SESSION_MARK[1]
+    except psutil.Error:
+        return False
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """No test may leave a Triton process behind."""
-    leftovers = processes_mentioning(str(Path(__file__).parent.parent / "tools" / "pytriton"))
+    """No test may leave a process behind (Triton, its stubs, perf_analyzer, a perf command)."""
+    leftovers = [p for p in psutil.process_iter() if _started_by_this_session(p)]
     if leftovers:
         for proc in leftovers:
             proc.kill()

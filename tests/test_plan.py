@@ -1,0 +1,232 @@
+"""Sweep planning, parameters and analysis as pure functions: no server."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from perf import analysis, params, plan
+from perf.modelconfig import read_config
+from perf.repository import open_repository
+from perf.results import RunError, RunFolder
+from perf.sweep_command import load_spec, options
+
+from .conftest import REPO
+
+repo = open_repository(REPO)
+
+
+def build(model: str, *pairs: tuple[str, list], gpus: int = 0) -> plan.Plan:
+    return plan.build(model, list(pairs), repo, gpus)
+
+
+def problems(model: str, *pairs: tuple[str, list], gpus: int = 0) -> str:
+    with pytest.raises(plan.PlanError) as error:
+        build(model, *pairs, gpus=gpus)
+    return str(error.value)
+
+
+def test_grid_of_two_params_on_composing_models() -> None:
+    p = build("ensemble_model", ("classifier.preferred_batch_size", ["[8]", "[8,16]", "[16,32]"]),
+              ("classifier.instance_count", ["1", "2"]))  # fmt: skip
+    assert len(p.points) == 6
+    assert p.models == ["ensemble_model", "preprocessor", "classifier"]
+    assert p.points[1].values == {"classifier.preferred_batch_size": [8], "classifier.instance_count": 2}
+    config = p.points[1].configs["classifier"]
+    assert list(config.dynamic_batching.preferred_batch_size) == [8]
+    assert config.instance_group[0].count == 2
+    assert len({pt.id for pt in p.points}) == 6
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("instance_count", 3, 3),
+        ("kind", "KIND_CPU", "KIND_CPU"),
+        ("max_batch_size", 16, 16),
+        ("preferred_batch_size", [4, 8], [4, 8]),
+        ("max_queue_delay_microseconds", 500, 500),
+        ("preserve_ordering", True, True),
+        ("response_cache", True, True),
+        ("parameters.torch_num_threads", 2, "2"),
+        ("dynamic_batching.default_priority_level", 1, 1),
+        ("instance_group[0].count", 4, 4),
+    ],
+)
+def test_short_names_and_dotted_paths_set_the_config(name: str, value: object, expected: object) -> None:
+    config = read_config(REPO / "classifier" / "config.pbtxt")
+    params.apply(config, name, params.coerce(name, value))
+    assert params.read(config, name) == expected
+
+
+def test_a_bare_model_without_dynamic_batching_gets_it() -> None:
+    config = read_config(REPO / "ensemble_model" / "config.pbtxt")
+    params.apply(config, "max_queue_delay_microseconds", 50)
+    assert config.HasField("dynamic_batching")
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        ([("classifier.prefered_batch_size", ["[8]"])], "unknown field 'prefered_batch_size'; did you mean preferred_batch_size"),
+        ([("classifier.dynamic_batching.max_delay", ["1"])], "unknown field 'max_delay'; did you mean max_queue_delay_microseconds"),
+        ([("classifier.instance_count", ["two"])], "classifier.instance_count: expects a whole number, got 'two'"),
+        ([("classifier.preserve_ordering", ["3"])], "expects true or false"),
+        ([("classifier.kind", ["GPU"])], "expects one of KIND_AUTO, KIND_GPU, KIND_CPU, KIND_MODEL"),
+        ([("classifier.preferred_batch_size", ["[128]"])], "preferred_batch_size [128] is above max_batch_size 64"),
+        ([("classifier.max_batch_size", ["8"])], "hint: a --param with one value is a fixed setting"),
+        ([("classifier.kind", ["KIND_GPU"])], "KIND_GPU or gpus asked for, but this host has no GPU"),
+        ([("classifier.gpus", ["[0]"])], "KIND_GPU or gpus asked for, but this host has no GPU"),
+        ([("preferred_batch_size", ["[8]"])], "ensemble_model is an ensemble; say which model the setting is for: "
+                                               "preprocessor.preferred_batch_size or classifier.preferred_batch_size"),
+        ([("resnet.max_batch_size", ["8"])], "unknown field 'resnet'"),
+        ([("parameters", ["1"])], "parameters is a map: name its key"),
+        ([("classifier.instance_count", ["1"]), ("classifier.instance_count", ["2"])], "given twice"),
+        ([], "nothing to sweep"),
+    ],
+)  # fmt: skip
+def test_bad_plans_are_refused_with_the_reason(pairs: list, message: str) -> None:
+    assert message in problems("ensemble_model", *pairs)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = problems("ensemble_model", ("classifier.instance_count", ["x"]), ("classifier.kind", ["GPU"]))
+    assert "expects a whole number" in text and "expects one of" in text
+
+
+def test_gpu_settings_are_accepted_where_gpus_exist() -> None:
+    p = build("classifier", ("kind", ["KIND_GPU"]), ("gpus", ["[0]", "[0, 1]"]), gpus=2)
+    assert [params.read(pt.configs["classifier"], "gpus") for pt in p.points] == [[0], [0, 1]]
+    assert "gpus [2] do not exist" in problems("classifier", ("gpus", ["[2]"]), gpus=2)
+
+
+def test_an_unknown_model_lists_the_choices() -> None:
+    with pytest.raises(Exception, match="it has: classifier, ensemble_model, preprocessor"):
+        build("resnet", ("max_batch_size", ["8"]))
+
+
+def test_a_lowered_composing_batch_limit_lowers_the_ensemble_too() -> None:
+    p = build("ensemble_model", ("classifier.max_batch_size", ["8"]), ("classifier.preferred_batch_size", ["[]"]))
+    (point,) = p.points
+    assert point.configs["ensemble_model"].max_batch_size == 8
+    assert "lowered to 8" in point.notes[0]
+    assert p.changed_models == ["classifier", "ensemble_model"]  # composing models load first
+
+
+def test_the_baseline_is_a_point_or_marks_the_equal_one() -> None:
+    p = plan.with_baseline(build("ensemble_model", ("classifier.instance_count", ["1", "3"])))
+    assert [(pt.values, pt.baseline) for pt in p.points][0] == ({"classifier.instance_count": 2}, True)
+    assert p.points[0].configs == {}
+    same = plan.with_baseline(build("ensemble_model", ("classifier.instance_count", ["1", "2"])))
+    assert [pt.baseline for pt in same.points] == [False, True]
+
+
+def test_point_ids_do_not_depend_on_order() -> None:
+    assert plan.point_id({"a": 1, "b": [2]}) == plan.point_id({"b": [2], "a": 1})
+
+
+def test_dry_run_diff_shows_only_what_changes() -> None:
+    p = build("ensemble_model", ("classifier.instance_count", ["1"]))
+    diff = plan.config_diff(p.baseline["classifier"], p.points[0].configs["classifier"], "classifier")
+    assert "-  count: 2" in diff and "+  count: 1" in diff
+    assert "preferred_batch_size" not in diff
+
+
+def test_param_arguments_in_pairs() -> None:
+    args = ["--param", "a", "--values", "1", "[2, 3]", "--param", "b.c", "--values", "true"]
+    assert plan.parse_param_args(args) == [("a", ["1", "[2, 3]"]), ("b.c", ["true"])]
+    with pytest.raises(plan.PlanError, match="needs --values"):
+        plan.parse_param_args(["--param", "a", "1"])
+
+
+def test_command_line_and_sweep_file(tmp_path: Path) -> None:
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text(
+        "model: ensemble_model\nconcurrency: [1, 2]\nrepeats: 3\n"
+        "params:\n  classifier.instance_count: [1, 2]\n  classifier.preferred_batch_size: [[8], [8, 16]]\n"
+    )
+    ns, pairs = options(["--file", str(sweep_file), "--param", "classifier.instance_count", "--values", "3",
+                         "--repeats", "2"])  # fmt: skip
+    assert ns.model == "ensemble_model" and ns.repeats == 2 and ns.concurrency == [1, 2]
+    assert pairs == [("classifier.instance_count", ["3"]), ("classifier.preferred_batch_size", [[8], [8, 16]])]
+    assert load_spec(ns).levels == (1, 2)
+    toml = tmp_path / "sweep.toml"
+    toml.write_text('model = "classifier"\nrequest_rate = [50.0]\n[params]\ninstance_count = [1, 2]\n')
+    ns, pairs = options(["--file", str(toml)])
+    assert load_spec(ns).kind == "request_rate" and pairs == [("instance_count", [1, 2])]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: x\nconcurency: [1]\n")
+    with pytest.raises(plan.PlanError, match=r"unknown keys \['concurency'\]"):
+        options(["--file", str(bad)])
+
+
+def test_load_levels_are_checked() -> None:
+    ns, _ = options(["--model", "m", "--concurrency", "0", "2", "--repeats", "0"])
+    with pytest.raises(plan.PlanError, match="load level 0 must be above 0"):
+        load_spec(ns)
+
+
+def test_a_run_folder_with_another_plan_is_not_overwritten(tmp_path: Path) -> None:
+    RunFolder.open(tmp_path / "run", {"model": "a"}, ["point_id", "load_level", "repeat", "status"])
+    with pytest.raises(RunError, match="different plan"):
+        RunFolder.open(tmp_path / "run", {"model": "b"}, ["point_id", "load_level", "repeat", "status"])
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(RunError, match="not empty and holds no sweep"):
+        RunFolder.open(tmp_path / "other", {"model": "a"}, ["point_id"])
+
+
+def test_a_row_cut_short_by_a_kill_is_not_read(tmp_path: Path) -> None:
+    folder = RunFolder.open(tmp_path / "run", {"model": "a"}, ["point_id", "load_level", "repeat", "status"])
+    folder.append({"point_id": "p1", "load_level": "1", "repeat": 0, "status": "ok"})
+    with (folder.path / "results.csv").open("a") as f:
+        f.write("p1,2,0,o")  # a write interrupted mid-line
+    assert folder.done(("ok",)) == {("p1", "1", 0)}
+
+
+def table(rows: list[tuple[str, str, int, float, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"point_id": p, "load_kind": "concurrency", "load_level": lvl, "repeat": r, "throughput": t, "p99_ms": q,
+          "p50_ms": q / 2, "status": "ok", "is_baseline": p == "a", "x": p} for p, lvl, r, t, q in rows]
+    )  # fmt: skip
+
+
+def test_confidence_interval_of_the_mean() -> None:
+    # n = 3, sd = 1: t(0.975, 2) = 4.303, half-width 4.303 / sqrt(3) = 2.484
+    assert analysis.ci_halfwidth(pd.Series([9.0, 10.0, 11.0])) == pytest.approx(2.484, abs=1e-3)
+    assert math.isnan(analysis.ci_halfwidth(pd.Series([10.0])))
+
+
+def test_best_under_slo_and_a_clear_winner() -> None:
+    rows = [("a", "1", r, 100 + r, 10) for r in range(3)] + [("a", "4", r, 300 + r, 80) for r in range(3)]
+    rows += [("b", "1", r, 200 + r, 20) for r in range(3)] + [("b", "4", r, 250 + r, 45) for r in range(3)]
+    t = table(rows)
+    summary = analysis.summarize(t, ["x"])
+    choice = analysis.recommend(t, summary, slo_p99_ms=50)
+    # a at level 4 is fastest but breaks the SLO; b at level 4 meets it.
+    assert (choice.best.point_id, choice.best.load_level) == ("b", "4")
+    assert (choice.runner_up.point_id, choice.runner_up.load_level) == ("a", "1")
+    assert choice.distinguishable is True
+    assert analysis.recommend(t, summary, None).best.point_id == "a"
+
+
+def test_a_tie_is_called_a_tie() -> None:
+    rows = [("a", "1", r, v, 10) for r, v in enumerate([100, 110, 90])]
+    rows += [("b", "1", r, v, 10) for r, v in enumerate([101, 95, 106])]
+    t = table(rows)
+    choice = analysis.recommend(t, analysis.summarize(t, ["x"]), None)
+    assert choice.distinguishable is False and choice.p_value > 0.05
+
+
+def test_one_repeat_cannot_tell() -> None:
+    t = table([("a", "1", 0, 100, 10), ("b", "1", 0, 90, 10)])
+    choice = analysis.recommend(t, analysis.summarize(t, ["x"]), None)
+    assert choice.best.point_id == "a" and choice.distinguishable is None
+
+
+def test_no_point_meets_the_slo() -> None:
+    t = table([("a", "1", 0, 100, 60)])
+    assert analysis.recommend(t, analysis.summarize(t, ["x"]), 50).best is None

@@ -1,0 +1,200 @@
+"""`perf sweep` end to end on the embedded server: both apply modes, faults, resume, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from .conftest import REPO, perf_cli, processes_mentioning
+
+# Short windows and a loose stability bound: these tests check what is recorded, not precision.
+FAST = ["--measurement-interval", "1000", "--stability-percentage", "50", "--max-trials", "6"]
+
+
+def sweep(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return perf_cli("sweep", *args, *FAST, timeout=timeout)
+
+
+def start_sweep(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "perf", "sweep", *args, *FAST],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+def rows(run: Path) -> pd.DataFrame:
+    return pd.read_csv(run / "results.csv", dtype={"point_id": str, "load_level": str})
+
+
+def wait_for_rows(run: Path, count: int, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (run / "results.csv").is_file() and len(rows(run)) >= count:
+            return
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.5)
+    raise AssertionError(f"fewer than {count} rows after {timeout} s")
+
+
+def no_server_left(run: Path) -> bool:
+    deadline = time.monotonic() + 15
+    while processes_mentioning(str(run / "server")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return processes_mentioning(str(run / "server")) == []
+
+
+def test_a_reload_sweep_records_every_point_level_and_config(tmp_path: Path) -> None:
+    before = {p: p.read_bytes() for p in REPO.rglob("config.pbtxt")}
+    run = tmp_path / "run"
+    out = sweep("--model", "ensemble_model", "--param", "classifier.instance_count", "--values", "1", "2",
+                "--concurrency", "1", "2", "--out", str(run))  # fmt: skip
+    assert out.returncode == 0, out.stdout
+    table = rows(run)
+    # instance_count 2 is the repository's own value: that point is the baseline.
+    assert len(table) == 4 and set(table["status"]) == {"ok"}, table[["status", "error"]]
+    assert sorted(table["classifier.instance_count"]) == [1, 1, 2, 2]
+    assert table.loc[table["classifier.instance_count"] == 2, "is_baseline"].all()
+    assert (table["throughput"] > 0).all() and (table["p99_ms"] >= table["p50_ms"]).all()
+    for model in ("preprocessor", "classifier"):
+        assert (table[f"{model}.requests"] > 0).all()
+        assert (table[f"{model}.compute_infer_ms"] > 0).all()
+    assert (table["server_cpu_percent"] > 0).all()
+    assert (table["server_rss_mb"] > 200).all(), "the python stubs' memory is counted"
+    for point_id, count in table.groupby("point_id")["classifier.instance_count"].first().items():
+        config = (run / "configs" / point_id / "classifier" / "config.pbtxt").read_text()
+        assert f"count: {count}" in config
+    metadata = json.loads((run / "metadata.json").read_text())
+    assert metadata["status"] == "finished" and metadata["versions"]["perf_analyzer"] == "2.51.0"
+    assert "best: {'classifier.instance_count'" in out.stdout
+    assert {p: p.read_bytes() for p in REPO.rglob("config.pbtxt")} == before, "the repository is only read"
+    assert no_server_left(run)
+    again = sweep("--model", "ensemble_model", "--param", "classifier.instance_count", "--values", "1", "2",
+                  "--concurrency", "1", "2", "--out", str(run))  # fmt: skip
+    assert again.returncode == 0 and len(rows(run)) == 4, "a finished run is not measured again"
+
+
+def test_a_restart_sweep_writes_the_config_and_restarts(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    out = sweep("--model", "classifier", "--param", "max_batch_size", "--values", "8", "16",
+                "--param", "preferred_batch_size", "--values", "[]", "--apply", "restart", "--no-baseline",
+                "--concurrency", "2", "--out", str(run))  # fmt: skip
+    assert out.returncode == 0, out.stdout
+    table = rows(run)
+    assert list(table["status"]) == ["ok", "ok"] and set(table["apply"]) == {"restart"}
+    assert sorted(table["classifier.max_batch_size"]) == [8, 16]
+    staged = (run / "server" / "repository" / "classifier" / "config.pbtxt").read_text()
+    assert "max_batch_size: 16" in staged, "the last point's config was written into the run's own copy"
+    assert no_server_left(run)
+
+
+def test_a_variant_triton_refuses_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    out = sweep("--model", "ensemble_model", "--param", "classifier.parameters.torch_num_threads",
+                "--values", "abc", "1", "--no-baseline", "--concurrency", "1", "--out", str(run))  # fmt: skip
+    assert out.returncode == 0, out.stdout
+    table = rows(run).set_index("classifier.parameters.torch_num_threads")
+    assert table.loc["abc", "status"] == "refused"
+    assert "invalid literal for int()" in table.loc["abc", "error"], "Triton's own message"
+    assert table.loc[1, "status"] == "ok" and table.loc[1, "throughput"] > 0
+    assert "faults recorded: {'refused': 1}" in out.stdout
+
+
+SWEEP_3x2 = ["--model", "ensemble_model", "--param", "classifier.instance_count", "--values", "1", "2", "3",
+             "--concurrency", "1", "2", "--no-baseline"]  # fmt: skip
+
+
+def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = start_sweep(*SWEEP_3x2, "--out", str(run))
+    try:
+        wait_for_rows(run, 2, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed_at = len(rows(run))
+    assert 2 <= killed_at < 6
+    assert no_server_left(run), "Triton dies with the sweep that started it"
+    out = sweep(*SWEEP_3x2, "--out", str(run))
+    assert out.returncode == 0, out.stdout
+    table = rows(run)
+    keys = list(zip(table["point_id"], table["load_level"], table["repeat"], strict=True))
+    assert len(keys) == len(set(keys)) == 6
+    assert set(table["status"]) == {"ok"}
+    assert json.loads((run / "metadata.json").read_text())["resumed_at"]
+
+
+def test_the_server_killed_mid_sweep_is_recorded_and_survived(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = start_sweep(*SWEEP_3x2, "--out", str(run))
+    try:
+        wait_for_rows(run, 1, proc)
+        time.sleep(1.5)  # into the next measurement
+        (triton,) = [p for p in processes_mentioning(str(run / "server")) if p.name() == "tritonserver"]
+        triton.kill()
+        output, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    table = rows(run)
+    crashed = table[table["status"] == "crashed"]
+    assert len(crashed) == 1, table[["status", "error"]]
+    assert "Triton exited" in crashed["error"].iloc[0]
+    after = table.index[table["status"] == "crashed"][0]
+    assert (table.loc[after + 1 :, "status"] == "ok").all() and after + 1 < len(table), "the sweep went on"
+    assert len(table) == 6
+    assert no_server_left(run)
+
+
+def test_ctrl_c_stops_within_seconds_and_leaves_no_server(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = start_sweep(*SWEEP_3x2, "--out", str(run))
+    try:
+        wait_for_rows(run, 1, proc)
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        output, _ = proc.communicate(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, output
+    assert "run the same command to resume" in output
+    assert took < 20, f"took {took:.1f} s to stop"
+    assert json.loads((run / "metadata.json").read_text())["status"] == "interrupted"
+    assert no_server_left(run)
+
+
+def test_dry_run_prints_the_plan_and_starts_nothing(tmp_path: Path) -> None:
+    out = perf_cli("sweep", "--model", "ensemble_model", "--param", "classifier.preferred_batch_size",
+                   "--values", "[8]", "[8,16]", "--concurrency", "1", "2", "--repeats", "3", "--dry-run",
+                   "--out", str(tmp_path / "run"))  # fmt: skip
+    assert out.returncode == 0, out.stdout
+    assert "+  preferred_batch_size: 8" in out.stdout and "-  preferred_batch_size: 32" in out.stdout
+    assert "3 points x concurrency 1 2 x 3 repeats, apply by reload: about" in " ".join(out.stdout.split())
+    assert not (tmp_path / "run").exists()
+    assert not any(p.name() == "tritonserver" and str(tmp_path) in " ".join(p.cmdline()) for p in psutil.process_iter())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--param", "preferred_batch_size", "--values", "[8]"], "ensemble_model is an ensemble"),
+        (["--param", "classifier.kind", "--values", "KIND_GPU"], "this host has no GPU"),
+        (["--param", "classifier.instance_count", "--values", "1", "--concurrency", "1", "--request-rate", "5"],
+         "not both"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_refused_before_anything_starts(args: list[str], message: str, tmp_path: Path) -> None:
+    out = perf_cli("sweep", "--model", "ensemble_model", *args, "--out", str(tmp_path / "run"))
+    assert out.returncode == 1
+    assert out.stdout.startswith("error:") and message in " ".join(out.stdout.split())
+    assert not (tmp_path / "run").exists()
