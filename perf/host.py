@@ -62,8 +62,8 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     return ports
 
 
-def die_with_parent() -> None:
-    """For ``preexec_fn``: the child is killed when perf dies, even by SIGKILL, so no server
+def die_with_parent(sig: signal.Signals = signal.SIGKILL) -> None:
+    """For ``preexec_fn``: the child gets ``sig`` when perf dies, even by SIGKILL, so no server
     or load generator outlives the sweep that started it."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    libc.prctl(1, sig)  # PR_SET_PDEATHSIG

@@ -7,6 +7,7 @@ so the rest of perf never asks which one it has.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -194,6 +195,7 @@ class _Process:
 
     def launch(self, env: dict[str, str] | None = None) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.kill_stragglers()  # of an earlier server in the same folder that was killed outright
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 self.argv,
@@ -202,7 +204,8 @@ class _Process:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,  # Ctrl-C reaches perf, which stops Triton in order
-                preexec_fn=host.die_with_parent,
+                # SIGTERM, not SIGKILL: Triton then stops its python stubs on its way out.
+                preexec_fn=functools.partial(host.die_with_parent, signal.SIGTERM),
             )
 
     def alive(self) -> bool:
@@ -227,9 +230,12 @@ class _Process:
         if self.proc is not None:
             _process_tree_stop(self.proc, grace)
             self.proc = None
-        # A server killed outright leaves its python stubs to init, out of reach of the tree
-        # walk; their command lines name the staged repository in this work folder.
-        workdir = str(self.log_path.parent)
+        self.kill_stragglers()
+
+    def kill_stragglers(self) -> None:
+        """A server killed outright leaves its python stubs to init, out of reach of the tree
+        walk; their command lines name the staged repository in this work folder."""
+        workdir = str(self.log_path.parent) + os.sep
         stragglers = []
         for proc in psutil.process_iter(["cmdline"]):
             with contextlib.suppress(psutil.Error):

@@ -103,6 +103,7 @@ class Sweep:
         count = total - len(todo)
         self.progress(count, total, "resuming" if count else "starting")
         metadata = self._metadata(status="running")
+        self.folder.write_metadata(metadata)  # a run killed outright still says what it was
         try:
             for point in self.plan.points:
                 self.folder.write_configs(point.id, self.plan.configs_of(point))
@@ -191,10 +192,13 @@ class Sweep:
         for model, intended in configs.items():
             live = self.server.model_config(model)
             paths = [p.path for p in self.plan.params if p.model == model] + ["max_batch_size"]
+            # A value left at its default ([], 0, false) is Triton's to fill (an empty
+            # preferred_batch_size reads back as [max_batch_size]).
             wrong = [
                 f"{path}: live {params.read(live, path)!r}, intended {params.read(intended, path)!r}"
                 for path in paths
-                if params.read(live, path) != params.read(intended, path)
+                if params.read(intended, path) not in ([], 0, False, "", None)
+                and params.read(live, path) != params.read(intended, path)
             ]
             if wrong:
                 raise ServerError(f"{model} is not serving the intended config ({'; '.join(wrong)})")

@@ -101,8 +101,8 @@ def test_a_variant_triton_refuses_is_recorded_and_the_sweep_goes_on(tmp_path: Pa
     table = rows(run).set_index("classifier.parameters.torch_num_threads")
     assert table.loc["abc", "status"] == "refused"
     assert "invalid literal for int()" in table.loc["abc", "error"], "Triton's own message"
-    assert table.loc[1, "status"] == "ok" and table.loc[1, "throughput"] > 0
-    assert "faults recorded: {'refused': 1}" in out.stdout
+    assert table.loc["1", "status"] == "ok" and table.loc["1", "throughput"] > 0
+    assert "faults recorded: {'refused': 1}" in " ".join(out.stdout.split())
 
 
 SWEEP_3x2 = ["--model", "ensemble_model", "--param", "classifier.instance_count", "--values", "1", "2", "3",
@@ -167,7 +167,7 @@ def test_ctrl_c_stops_within_seconds_and_leaves_no_server(tmp_path: Path) -> Non
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, output
-    assert "run the same command to resume" in output
+    assert "run the same command to resume" in " ".join(output.split())
     assert took < 20, f"took {took:.1f} s to stop"
     assert json.loads((run / "metadata.json").read_text())["status"] == "interrupted"
     assert no_server_left(run)
