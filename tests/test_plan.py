@@ -71,8 +71,8 @@ def test_a_bare_model_without_dynamic_batching_gets_it() -> None:
 @pytest.mark.parametrize(
     ("pairs", "message"),
     [
-        ([("classifier.prefered_batch_size", ["[8]"])], "unknown field 'prefered_batch_size'; did you mean preferred_batch_size"),
-        ([("classifier.dynamic_batching.max_delay", ["1"])], "unknown field 'max_delay'; did you mean max_queue_delay_microseconds"),
+        ([("classifier.prefered_batch_size", ["[8]"])], "'prefered_batch_size'; did you mean preferred_batch_size"),
+        ([("classifier.dynamic_batching.max_delay", ["1"])], "'max_delay'; did you mean max_queue_delay_microseconds"),
         ([("classifier.instance_count", ["two"])], "classifier.instance_count: expects a whole number, got 'two'"),
         ([("classifier.preserve_ordering", ["3"])], "expects true or false"),
         ([("classifier.kind", ["GPU"])], "expects one of KIND_AUTO, KIND_GPU, KIND_CPU, KIND_MODEL"),
@@ -118,7 +118,7 @@ def test_a_lowered_composing_batch_limit_lowers_the_ensemble_too() -> None:
 
 def test_the_baseline_is_a_point_or_marks_the_equal_one() -> None:
     p = plan.with_baseline(build("ensemble_model", ("classifier.instance_count", ["1", "3"])))
-    assert [(pt.values, pt.baseline) for pt in p.points][0] == ({"classifier.instance_count": 2}, True)
+    assert (p.points[0].values, p.points[0].baseline) == ({"classifier.instance_count": 2}, True)
     assert p.points[0].configs == {}
     same = plan.with_baseline(build("ensemble_model", ("classifier.instance_count", ["1", "2"])))
     assert [pt.baseline for pt in same.points] == [False, True]
