@@ -72,8 +72,7 @@ def recommend(table: pd.DataFrame, summary: pd.DataFrame, slo_p99_ms: float | No
     """The best config, the runner-up, and a Welch t-test between their repeated throughputs."""
     ranked = best_per_point(summary, slo_p99_ms)
     choices = [
-        Choice(r.point_id, str(r.load_level), r.throughput, r.throughput_ci, r.p99_ms)
-        for r in ranked.itertuples()
+        Choice(r.point_id, str(r.load_level), r.throughput, r.throughput_ci, r.p99_ms) for r in ranked.itertuples()
     ]
     best = choices[0] if choices else None
     runner_up = choices[1] if len(choices) > 1 else None

@@ -6,8 +6,8 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
-import itertools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -169,8 +169,11 @@ def build(
         raise PlanError(problems)
     baseline = {m: for_host(repo.configs[m], gpu_count) for m in models}
     points = []
-    for combination in itertools.product(*(p.values for p in swept)):
-        point = _point(list(zip(swept, combination, strict=True)), baseline, model, members)
+    # Instance counts change fastest: Triton adds or removes instances without reloading the
+    # model when only the count differs, the cheapest apply there is.
+    order = sorted(swept, key=lambda p: p.path in ("instance_count", "instance_group.count"))
+    for combination in snake_product([p.values for p in order]):
+        point = _point(list(zip(order, combination, strict=True)), baseline, model, members)
         problems.extend(f"point {_describe(point.values)}: {p}" for p in _validate(point, gpu_count))
         points.append(point)
     if any("is above max_batch_size" in p for p in problems):
@@ -181,6 +184,19 @@ def build(
     if problems:
         raise PlanError(problems)
     return Plan(model, models, swept, points, baseline)
+
+
+def snake_product(lists: list[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    """The grid in boustrophedon order: consecutive points differ in one value only, so each
+    apply changes as little as it can."""
+    if not lists:
+        yield ()
+        return
+    head, tail = lists[0], lists[1:]
+    rest = list(snake_product(tail))
+    for i, value in enumerate(head):
+        for combination in rest if i % 2 == 0 else reversed(rest):
+            yield (value, *combination)
 
 
 def _describe(values: dict[str, Any]) -> str:

@@ -78,9 +78,7 @@ def _copy(src: Path, dst: Path, ignore: list[str]) -> None:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", *ignore))
 
 
-def stage(
-    repo: Repository, dst: Path, gpu_count: int, overrides: dict[str, ModelConfig] | None = None
-) -> Repository:
+def stage(repo: Repository, dst: Path, gpu_count: int, overrides: dict[str, ModelConfig] | None = None) -> Repository:
     """Copy ``repo`` to ``dst`` with every config adapted to a host with ``gpu_count`` GPUs,
     and ``overrides`` written in place of the configs they name."""
     _copy(repo.path, dst, [])

@@ -44,6 +44,7 @@ class LoadSpec:
     repeats: int = 1
     batch_size: int = 1
     window_ms: int = 2000
+    window_requests: int | None = None  # count windows instead of time windows
     stability_percentage: int = 10
     max_trials: int = 10
     images: Path | None = None  # a folder of JPEG/PNG; None: a generated set
@@ -71,7 +72,8 @@ def plan_record(plan: Plan, load: LoadSpec, apply: str) -> dict[str, Any]:
         "points": [p.id for p in plan.points],
         "load": {
             "kind": load.kind, "levels": list(load.levels), "repeats": load.repeats, "batch_size": load.batch_size,
-            "window_ms": load.window_ms, "stability_percentage": load.stability_percentage,
+            "window_ms": load.window_ms, "window_requests": load.window_requests,
+            "stability_percentage": load.stability_percentage,
             "max_trials": load.max_trials, "images": str(load.images) if load.images else None,
         },
         "apply": apply,
@@ -214,6 +216,7 @@ class Sweep:
             self._input_data(),
             batch_size=self.load.batch_size,
             measurement_interval_ms=self.load.window_ms,
+            measurement_requests=self.load.window_requests,
             stability_percentage=self.load.stability_percentage,
             max_trials=self.load.max_trials,
         )

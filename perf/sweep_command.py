@@ -49,6 +49,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=Path, help="folder of JPEG/PNG payloads (default: generated 640x480 JPEGs)")
     p.add_argument("--batch-size", type=int, help="client batch size (default 1)")
     p.add_argument("--measurement-interval", type=int, help="perf_analyzer window in ms (default 2000)")
+    p.add_argument("--measurement-requests", type=int,
+                   help="windows of this many requests instead of time (perf_analyzer's count_windows)")  # fmt: skip
     p.add_argument("--stability-percentage", type=int, help="perf_analyzer stability bound (default 10)")
     p.add_argument("--max-trials", type=int, help="perf_analyzer windows before giving up (default 10)")
     p.add_argument("--slo-p99-ms", type=float, help="latency objective: the best config must meet it")
@@ -111,6 +113,8 @@ def load_spec(ns: argparse.Namespace) -> LoadSpec:
     kind = "request_rate" if ns.request_rate else "concurrency"
     levels = tuple(ns.request_rate or ns.concurrency or (1, 2, 4))
     problems = [f"load level {v:g} must be above 0" for v in levels if v <= 0]
+    if ns.measurement_requests is not None and ns.measurement_requests < 10:
+        problems.append("--measurement-requests must be 10 or more")
     if ns.repeats is not None and ns.repeats < 1:
         problems.append("--repeats must be 1 or more")
     if ns.images and not ns.images.is_dir():
@@ -124,6 +128,7 @@ def load_spec(ns: argparse.Namespace) -> LoadSpec:
         repeats=ns.repeats or 1,
         batch_size=ns.batch_size or 1,
         window_ms=ns.measurement_interval or 2000,
+        window_requests=ns.measurement_requests,
         stability_percentage=ns.stability_percentage or 10,
         max_trials=ns.max_trials or 10,
         images=ns.images.resolve() if ns.images else None,

@@ -60,6 +60,9 @@ class PerfAnalyzer:
     input_data: Path | None  # None: perf_analyzer's own random data, for fixed-shape inputs
     batch_size: int = 1
     measurement_interval_ms: int = 2000
+    # Windows of this many requests instead of a fixed time (perf_analyzer's count_windows):
+    # fast models fill a window in a fraction of a second.
+    measurement_requests: int | None = None
     stability_percentage: int = 10
     max_trials: int = 10
     timeout_s: float = 300
@@ -80,18 +83,28 @@ class PerfAnalyzer:
             "-b", str(self.batch_size),
             f"--{kind.replace('_', '-')}-range", f"{value}:{value}",
             *(["--input-data", str(self.input_data)] if self.input_data else []),
-            "--measurement-interval", str(window_ms or self.measurement_interval_ms),
+            *self._window_args(window_ms),
             "--stability-percentage", str(stability or self.stability_percentage),
             "--max-trials", str(max_trials or self.max_trials),
             "-f", str(csv_path),
             *self.extra_args,
         ]  # fmt: skip
 
+    def _window_args(self, window_ms: int | None) -> list[str]:
+        if window_ms is None and self.measurement_requests:
+            return [
+                "--measurement-mode",
+                "count_windows",
+                "--measurement-request-count",
+                str(self.measurement_requests),
+            ]
+        return ["--measurement-interval", str(window_ms or self.measurement_interval_ms)]
+
     def warm_up(self, level: float, kind: str = "concurrency") -> None:
         """A short unmeasured run so the first measurement does not pay for cold caches and
         lazily created instances; its failures are the measurement's to report."""
         with tempfile.TemporaryDirectory(prefix="perf-pa-") as tmp, contextlib.suppress(PerfAnalyzerError):
-            self._run(self.argv(level, Path(tmp) / "pa.csv", kind, window_ms=500, stability=100, max_trials=3))
+            self._run(self.argv(level, Path(tmp) / "pa.csv", kind, window_ms=300, stability=100, max_trials=1))
 
     def run(self, level: float, kind: str = "concurrency") -> dict[str, float]:
         """Measure one load level (a concurrency, or a request rate per second)."""
