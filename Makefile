@@ -22,8 +22,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+# Serve and classify, a perf_analyzer table, then a sweep of the classifier's batching.
 demo: setup
 	$(BIN)/perf demo
+	$(BIN)/perf sweep --model ensemble_model \
+	  --param classifier.preferred_batch_size --values '[4]' '[16]' '[32,64]' \
+	  --concurrency 2 4 8 --repeats 2 --measurement-interval 1000
 
 test: setup
 	$(BIN)/pytest

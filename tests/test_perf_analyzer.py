@@ -26,7 +26,12 @@ def completed(server: EmbeddedServer, model: str) -> int:
 def test_perf_analyzer_measures_the_ensemble_with_images(server: EmbeddedServer, input_data: Path) -> None:
     # A loose stability bound: this test is about what is measured, not how precisely.
     analyzer = PerfAnalyzer(
-        tools.find(), server.grpc_url, "ensemble_model", input_data, measurement_interval_ms=1000, stability_percentage=50
+        tools.find(),
+        server.grpc_url,
+        "ensemble_model",
+        input_data,
+        measurement_interval_ms=1000,
+        stability_percentage=50,
     )
     before = completed(server, "ensemble_model")
     row = analyzer.run(2)

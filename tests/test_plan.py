@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -235,7 +236,9 @@ def test_no_point_meets_the_slo() -> None:
 def test_consecutive_points_differ_in_one_setting_and_counts_change_fastest() -> None:
     p = build("classifier", ("instance_count", ["1", "2"]), ("max_batch_size", ["8", "16", "32"]),
               ("preferred_batch_size", ["[]"]))  # fmt: skip
-    values = [tuple(pt.values[c] for c in ("classifier.instance_count", "classifier.max_batch_size")) for pt in p.points]
+    values = [
+        tuple(pt.values[c] for c in ("classifier.instance_count", "classifier.max_batch_size")) for pt in p.points
+    ]
     assert sorted(values) == sorted((c, m) for c in (1, 2) for m in (8, 16, 32))
-    assert all(sum(a != b for a, b in zip(x, y, strict=True)) == 1 for x, y in zip(values, values[1:]))
+    assert all(sum(a != b for a, b in zip(x, y, strict=True)) == 1 for x, y in itertools.pairwise(values))
     assert values[:3] == [(1, 8), (2, 8), (2, 16)]

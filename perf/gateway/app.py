@@ -1,0 +1,159 @@
+"""The gateway's HTTP app: ``POST /predict``, ``GET /health``, ``GET /metrics``.
+
+``create_app(settings)`` builds one; the module's ``app`` reads its settings from the
+environment when it starts, for ``uvicorn perf.gateway.app:app``. Nothing connects at import:
+the gRPC channel is opened in the app's lifespan, inside the event loop it belongs to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from perf.client import read_labels
+from perf.gateway.checks import not_images, refusal, undecodable
+from perf.gateway.errors import GatewayError
+from perf.gateway.metrics import Metrics, MetricsMiddleware
+from perf.gateway.predictions import predictions
+from perf.gateway.settings import Settings
+from perf.gateway.triton import CallRefused, Ensemble
+from perf.gateway.uploads import FIELD, UploadLimits, read_uploads
+
+DEFAULT_TOP_K = 3
+UPLOAD_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [FIELD],
+                    "properties": {FIELD: {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                }
+            }
+        },
+    }
+}
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """What every request of one running app shares."""
+
+    settings: Settings
+    labels: list[str]
+    ensemble: Ensemble
+    metrics: Metrics
+
+    @property
+    def limits(self) -> UploadLimits:
+        s = self.settings
+        return UploadLimits(s.max_files, s.max_file_bytes, s.max_request_bytes)
+
+
+router = APIRouter()
+
+
+def _gateway(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+@router.post("/predict", openapi_extra=UPLOAD_SCHEMA)
+async def predict(request: Request, top_k: int = DEFAULT_TOP_K) -> JSONResponse:
+    """Classify 1 to ``max_files`` images sent as multipart field ``files``; one entry per file,
+    in upload order."""
+    started = time.perf_counter()
+    gateway = _gateway(request)
+    if not 1 <= top_k <= len(gateway.labels):
+        raise GatewayError(422, "bad_top_k", f"top_k must be from 1 to {len(gateway.labels)}, not {top_k}")
+    uploads = await read_uploads(request.headers, request.stream(), gateway.limits)
+    if bad := not_images(uploads):
+        raise refusal(uploads, bad)
+    try:
+        logits, triton_seconds = await gateway.ensemble.infer([upload.data for upload in uploads])
+    except CallRefused as refused:
+        # Triton refused a call: decode its images here to name the damaged ones.
+        if bad := await asyncio.to_thread(undecodable, uploads, refused.positions):
+            raise refusal(uploads, bad) from None
+        raise GatewayError(
+            502, "triton_error", f"Triton at {gateway.ensemble.url} refused the request: {refused.message}"
+        ) from None
+    if logits.shape[1] != len(gateway.labels):
+        raise GatewayError(
+            502,
+            "labels_mismatch",
+            f"model {gateway.settings.model!r} returned {logits.shape[1]} scores per image "
+            f"for {len(gateway.labels)} labels in {gateway.settings.labels}",
+        )
+    gateway.metrics.triton.observe(triton_seconds)
+    gateway.metrics.images.inc(len(uploads))
+    entries = predictions(uploads, logits, gateway.labels, top_k)
+    total_ms = (time.perf_counter() - started) * 1000
+    timing = {"total_ms": round(total_ms, 3), "triton_ms": round(triton_seconds * 1000, 3)}
+    return JSONResponse({"model": gateway.settings.model, "predictions": entries, "timing": timing})
+
+
+@router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    """200 when the gateway is up, Triton live and the model ready; 503 saying which is not."""
+    gateway = _gateway(request)
+    state = await gateway.ensemble.health()
+    ok = state.pop("ok")
+    body = {"gateway": "up", **state, "triton_url": gateway.ensemble.url, "model_name": gateway.settings.model}
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus text: requests by path and status, latency, errors by reason, Triton time."""
+    registry = _gateway(request).metrics
+    return Response(registry.render(), media_type=registry.content_type)
+
+
+def _read_labels(path: Path) -> list[str]:
+    labels = read_labels(path)
+    if not labels:
+        raise ValueError(f"labels file {path} has no labels")
+    return labels
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The gateway for ``settings``, or for the environment's settings read when it starts.
+
+    Given settings, the labels file is read now, so a wrong path fails here and not at start.
+    """
+    labels = _read_labels(settings.labels) if settings is not None else None
+    board = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resolved = settings or Settings.from_env()
+        ensemble = Ensemble(
+            resolved.triton_url, resolved.model, resolved.timeout, resolved.retries, on_retry=board.retries.inc
+        )
+        app.state.gateway = Gateway(resolved, labels or _read_labels(resolved.labels), ensemble, board)
+        try:
+            yield
+        finally:
+            await ensemble.close()
+
+    app = FastAPI(title="perf gateway", summary="Image uploads in, ensemble predictions out.", lifespan=lifespan)
+    app.include_router(router)
+    app.add_middleware(MetricsMiddleware, metrics=board)
+
+    @app.exception_handler(GatewayError)
+    async def refuse(_request: Request, error: GatewayError) -> JSONResponse:
+        board.errors.labels(error.reason).inc()
+        return JSONResponse(error.body(), status_code=error.status)
+
+    return app
+
+
+app = create_app()
