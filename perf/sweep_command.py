@@ -236,7 +236,7 @@ def print_summary(folder: results.RunFolder, the_plan: plan.Plan, slo: float | N
     if choice.best is None:
         console.print(f"[red]no point meets p99 <= {slo:g} ms[/red]")
     else:
-        values = ranked.iloc[0][param_columns].to_dict()
+        values = next(p.values for p in the_plan.points if p.id == choice.best.point_id)
         level = f"{ranked.iloc[0]['load_kind']} {choice.best.load_level}"
         best = f"{choice.best.throughput:.1f} infer/s, p99 {choice.best.p99_ms:.1f} ms"
         console.print(f"best: {values} at {level}: {best}", highlight=False)
