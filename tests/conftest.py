@@ -41,13 +41,19 @@ def perf_cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.Completed
     )
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
-    """The reference ensemble on a real embedded Triton, shared by the tests that only read."""
-    workdir = tmp_path_factory.mktemp("triton")
+def running_triton(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[EmbeddedServer]:
+    """The reference ensemble on a real embedded Triton, for a fixture to yield from; checks
+    that stopping it left no process."""
+    workdir = tmp_path_factory.mktemp(name)
     with EmbeddedServer(REPO, ports=free_ports(), workdir=workdir) as triton:
         yield triton
     assert processes_mentioning(str(workdir)) == []
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    """Shared by the tests that only read."""
+    yield from running_triton(tmp_path_factory, "triton")
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from perf.gateway.triton import plan_calls
 from perf.images import CLASSES, encode, synthetic_image, synthetic_set
 from perf.server import EmbeddedServer
 
-from .conftest import REPO, free_ports, perf_cli, processes_mentioning
+from .conftest import perf_cli, running_triton
 
 MODEL = "ensemble_model"
 JPEG = "image/jpeg"
@@ -64,10 +64,7 @@ def small_gateway(server: EmbeddedServer, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="module")
 def own_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     """A Triton of the tests' own, to stop, hang and unload models on without disturbing others."""
-    workdir = tmp_path_factory.mktemp("own-triton")
-    with EmbeddedServer(REPO, ports=free_ports(), workdir=workdir) as triton:
-        yield triton
-    assert processes_mentioning(str(workdir)) == []
+    yield from running_triton(tmp_path_factory, "own-triton")
 
 
 @pytest.fixture(scope="module")
