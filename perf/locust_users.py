@@ -1,0 +1,99 @@
+"""Locust users that drive Triton. The locustfiles in locustfiles/ are thin: the users live
+here, and every request reports through Locust's one request event.
+
+gRPC under gevent: grpcio must be told to cooperate with gevent before any channel exists,
+and each user's channel is closed when the user stops, or Locust hangs at exit.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+
+import gevent
+import grpc.experimental.gevent as grpc_gevent
+
+grpc_gevent.init_gevent()
+
+import numpy as np  # noqa: E402
+import tritonclient.grpc as grpcclient  # noqa: E402
+from locust import User, events, task  # noqa: E402
+from locust.stats import CSV_STATS_INTERVAL_SEC  # noqa: E402
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+from perf.images import image_files, read_and_pad_images, synthetic_set  # noqa: E402
+
+DEFAULT_MODEL = "ensemble_model"
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser) -> None:
+    group = parser.add_argument_group("perf: Triton")
+    group.add_argument("--model", default=DEFAULT_MODEL, env_var="PERF_MODEL", help="model to call")
+    group.add_argument("--images", default="", env_var="PERF_IMAGES",
+                       help="folder of JPEG/PNG files (default: generated 640x480 JPEGs)")  # fmt: skip
+    group.add_argument("--images-per-request", type=int, default=1, env_var="PERF_IMAGES_PER_REQUEST")
+    group.add_argument("--request-timeout", type=float, default=30.0, env_var="PERF_REQUEST_TIMEOUT",
+                       help="seconds before a request counts as failed")  # fmt: skip
+
+
+@events.test_stop.add_listener
+def _let_the_csv_catch_up(environment, **_: object) -> None:
+    """Locust rewrites its --csv files once a second and not again at exit, so the last
+    second of requests would be missing from them: give its writer one more turn, now that
+    the users have stopped."""
+    if getattr(environment.parsed_options, "csv_prefix", None):
+        gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.2)
+
+
+@functools.cache
+def _images(folder: str) -> tuple[bytes, ...]:
+    """Payloads, made once per process and shared by its users."""
+    if folder:
+        return tuple(path.read_bytes() for path in image_files(Path(folder)))
+    return tuple(synthetic_set(32, seed=0)[0])
+
+
+class TritonGrpcUser(User):
+    """Sends encoded images to a model over gRPC, one request per task, cycling the images."""
+
+    abstract = True
+
+    def on_start(self) -> None:
+        options = self.environment.parsed_options
+        self.model = options.model
+        self.timeout = options.request_timeout
+        images = _images(options.images)
+        per_request = max(1, options.images_per_request)
+        self.batches = [
+            read_and_pad_images([images[(i + k) % len(images)] for k in range(per_request)])
+            for i in range(0, len(images), per_request)
+        ]
+        self.turn = 0
+        self.client = grpcclient.InferenceServerClient(self.host)
+
+    def on_stop(self) -> None:
+        self.client.close()
+
+    @task
+    def infer(self) -> None:
+        batch = self.batches[self.turn % len(self.batches)]
+        self.turn += 1
+        tensor = grpcclient.InferInput("RAW_IMAGE", list(batch.shape), "UINT8")
+        tensor.set_data_from_numpy(batch)
+        error, length = None, 0
+        start = time.perf_counter()
+        try:
+            result = self.client.infer(self.model, [tensor], client_timeout=self.timeout)
+            length = int(np.asarray(result.as_numpy("output__0")).nbytes)
+        except InferenceServerException as exc:
+            error = exc
+        events.request.fire(
+            request_type="grpc",
+            name=self.model,
+            response_time=(time.perf_counter() - start) * 1000,
+            response_length=length,
+            exception=error,
+            context={"request_bytes": batch.nbytes},
+        )
