@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -23,9 +25,20 @@ def sweep(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return perf_cli("sweep", *args, *FAST, timeout=timeout)
 
 
-def start_sweep(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "perf", "sweep", *args, *FAST],
+@contextlib.contextmanager
+def sweep_running(*args: str, rows_first: int) -> Iterator[subprocess.Popen]:
+    """A sweep in the background, handed over once it has recorded ``rows_first`` rows;
+    killed on the way out if the test left it running."""
+    run = Path(args[args.index("--out") + 1])
+    proc = subprocess.Popen([sys.executable, "-m", "perf", "sweep", *args, *FAST],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        wait_for_rows(run, rows_first, proc)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def rows(run: Path) -> pd.DataFrame:
@@ -111,14 +124,9 @@ SWEEP_3x2 = ["--model", "ensemble_model", "--param", "classifier.instance_count"
 
 def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    proc = start_sweep(*SWEEP_3x2, "--out", str(run))
-    try:
-        wait_for_rows(run, 2, proc)
+    with sweep_running(*SWEEP_3x2, "--out", str(run), rows_first=2) as proc:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     killed_at = len(rows(run))
     assert 2 <= killed_at < 6
     assert no_server_left(run), "Triton dies with the sweep that started it"
@@ -133,16 +141,11 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path: Path) -> No
 
 def test_the_server_killed_mid_sweep_is_recorded_and_survived(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    proc = start_sweep(*SWEEP_3x2, "--out", str(run))
-    try:
-        wait_for_rows(run, 1, proc)
+    with sweep_running(*SWEEP_3x2, "--out", str(run), rows_first=1) as proc:
         time.sleep(1.5)  # into the next measurement
         (triton,) = [p for p in processes_mentioning(str(run / "server")) if p.name() == "tritonserver"]
         triton.kill()
         output, _ = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 0, output
     table = rows(run)
     crashed = table[table["status"] == "crashed"]
@@ -156,16 +159,11 @@ def test_the_server_killed_mid_sweep_is_recorded_and_survived(tmp_path: Path) ->
 
 def test_ctrl_c_stops_within_seconds_and_leaves_no_server(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    proc = start_sweep(*SWEEP_3x2, "--out", str(run))
-    try:
-        wait_for_rows(run, 1, proc)
+    with sweep_running(*SWEEP_3x2, "--out", str(run), rows_first=1) as proc:
         proc.send_signal(signal.SIGINT)
         started = time.monotonic()
         output, _ = proc.communicate(timeout=60)
         took = time.monotonic() - started
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 130, output
     assert "run the same command to resume" in " ".join(output.split())
     assert took < 20, f"took {took:.1f} s to stop"
