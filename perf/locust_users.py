@@ -37,6 +37,15 @@ def _options(parser) -> None:
                        help="seconds before a request counts as failed")  # fmt: skip
 
 
+@events.init.add_listener
+def _finish_requests_in_flight(environment, **_: object) -> None:
+    """Without a stop timeout Locust kills users mid-request at the end of a run: the server
+    then counts requests Locust never records. Let them finish (bounded by the request
+    timeout) unless the user chose a --stop-timeout."""
+    if not environment.stop_timeout and environment.parsed_options is not None:
+        environment.stop_timeout = environment.parsed_options.request_timeout
+
+
 @events.test_stop.add_listener
 def _let_the_csv_catch_up(environment, **_: object) -> None:
     """Locust rewrites its --csv files once a second and not again at exit, so the last
