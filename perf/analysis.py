@@ -21,24 +21,36 @@ def ci_halfwidth(values: pd.Series) -> float:
     return float(stats.t.ppf((1 + CONFIDENCE) / 2, n - 1) * values.std(ddof=1) / math.sqrt(n))
 
 
+MEASURES = ("throughput", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "avg_ms")
+
+
 def summarize(table: pd.DataFrame, param_columns: list[str]) -> pd.DataFrame:
-    """One row per point and load level over its successful repeats: mean and CI of
-    throughput and p99, mean of the other latencies."""
+    """One row per point and load level over its successful repeats: the mean of every
+    measured column, and the confidence intervals of throughput and p99."""
     ok = table[table["status"] == "ok"]
     if ok.empty:
         return pd.DataFrame()
     keys = ["point_id", "load_kind", "load_level"]
+    fixed = {*keys, *param_columns, "point", "is_baseline", "repeat", "status", "error", "apply", "started_at"}
+    measured = [c for c in ok.columns if c not in fixed and pd.api.types.is_numeric_dtype(ok[c])]
     grouped = ok.groupby(keys, sort=False)
-    summary = grouped.agg(
-        repeats=("repeat", "count"),
-        throughput=("throughput", "mean"),
-        p50_ms=("p50_ms", "mean"),
-        p99_ms=("p99_ms", "mean"),
-    )
+    summary = grouped[measured].mean()
+    summary["repeats"] = grouped["repeat"].count()
     summary["throughput_ci"] = grouped["throughput"].agg(ci_halfwidth)
     summary["p99_ci"] = grouped["p99_ms"].agg(ci_halfwidth)
     firsts = grouped[[*param_columns, "is_baseline"]].first()
     return firsts.join(summary).reset_index()
+
+
+def pareto_front(summary: pd.DataFrame) -> pd.Series:
+    """Rows no other row beats on both throughput (higher) and p99 (lower): the only
+    operating points worth shipping; everything else is dominated."""
+    throughput, p99 = summary["throughput"].to_numpy(), summary["p99_ms"].to_numpy()
+    front = [
+        not any((throughput >= t) & (p99 <= q) & ((throughput > t) | (p99 < q)))
+        for t, q in zip(throughput, p99, strict=True)
+    ]
+    return pd.Series(front, index=summary.index)
 
 
 @dataclass(frozen=True)
@@ -94,3 +106,49 @@ def _samples(table: pd.DataFrame, choice: Choice) -> list[float]:
         & (table["load_level"].astype(str) == choice.load_level)
     ]
     return rows["throughput"].dropna().tolist()
+
+
+@dataclass(frozen=True)
+class Gain:
+    """The best config's throughput against the baseline's, both at their best level under
+    the SLO: relative gain with its 95 % interval (None where repeats are too few)."""
+
+    baseline: Choice
+    ratio: float  # best / baseline - 1
+    low: float | None
+    high: float | None
+
+
+def gain_over_baseline(
+    table: pd.DataFrame, summary: pd.DataFrame, best: Choice, slo_p99_ms: float | None
+) -> Gain | None:
+    """None when the run has no baseline point or the baseline meets the SLO at no level.
+    The interval is Welch's for the difference of means, relative to the baseline's mean."""
+    ranked = best_per_point(summary[summary["is_baseline"].astype(bool)], slo_p99_ms)
+    if ranked.empty:
+        return None
+    r = ranked.iloc[0]
+    base = Choice(r.point_id, str(r.load_level), r.throughput, r.throughput_ci, r.p99_ms)
+    ratio = best.throughput / base.throughput - 1
+    a, b = _samples(table, best), _samples(table, base)
+    if best == base or len(a) < 2 or len(b) < 2:
+        return Gain(base, ratio, None, None)
+    va, vb = pd.Series(a).var(ddof=1) / len(a), pd.Series(b).var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return Gain(base, ratio, ratio, ratio)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = stats.t.ppf((1 + CONFIDENCE) / 2, df) * se
+    diff = best.throughput - base.throughput
+    return Gain(base, ratio, (diff - half) / base.throughput, (diff + half) / base.throughput)
+
+
+def throughput_grid(summary: pd.DataFrame, rows: str, columns: str, slo_p99_ms: float | None) -> pd.DataFrame:
+    """For a two-parameter sweep: each combination's best throughput under the SLO (NaN
+    where no level meets it), rows and columns in the order the values were swept."""
+    grid_points = summary[~summary["is_baseline"].astype(bool)]
+    grid_points = grid_points if not grid_points.empty else summary
+    best = best_per_point(grid_points, slo_p99_ms)
+    table = best.pivot_table(index=rows, columns=columns, values="throughput", aggfunc="max")
+    order = lambda column: list(dict.fromkeys(grid_points[column]))  # noqa: E731
+    return table.reindex(index=order(rows), columns=order(columns))

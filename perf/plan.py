@@ -173,7 +173,7 @@ def build(
     # model when only the count differs, the cheapest apply there is.
     order = sorted(swept, key=lambda p: p.path in ("instance_count", "instance_group.count"))
     for combination in snake_product([p.values for p in order]):
-        point = _point(list(zip(order, combination, strict=True)), baseline, model, members)
+        point = make_point(list(zip(order, combination, strict=True)), baseline, model, members)
         problems.extend(f"point {_describe(point.values)}: {p}" for p in _validate(point, gpu_count))
         points.append(point)
     if any("is above max_batch_size" in p for p in problems):
@@ -208,9 +208,11 @@ def point_id(values: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def _point(
+def make_point(
     assignment: list[tuple[Param, Any]], baseline: dict[str, ModelConfig], model: str, members: list[str]
 ) -> Point:
+    """The configs a set of values gives, from ``baseline``: a sweep's point, and what
+    `perf apply` writes back (from the repository's own configs)."""
     configs: dict[str, ModelConfig] = {}
     for param, value in assignment:
         config = configs.setdefault(param.model, copy.deepcopy(baseline[param.model]))

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from perf.modelconfig import ModelConfig, write_config
+from perf.modelconfig import ModelConfig, read_config, write_config
 
 RESULTS, PLAN, METADATA, CONFIGS = "results.csv", "plan.json", "metadata.json", "configs"
 KEY = ("point_id", "load_level", "repeat")
@@ -117,9 +117,43 @@ def _line(cells: list[str]) -> str:
     return buffer.getvalue()
 
 
-def load(path: Path) -> pd.DataFrame:
-    """A run's table, for analysis and notebooks."""
-    path = Path(path)
-    if not (path / RESULTS).is_file():
-        raise RunError(f"{path} is not a run folder (no {RESULTS})")
-    return RunFolder(path, []).table()
+@dataclass(frozen=True)
+class Run:
+    """A sweep read back, finished or not: for reports, comparisons and notebooks."""
+
+    path: Path
+    table: pd.DataFrame
+    plan: dict[str, Any]
+    metadata: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def model(self) -> str:
+        return self.plan["model"]
+
+    @property
+    def param_columns(self) -> list[str]:
+        return list(self.plan["params"])
+
+    @property
+    def models(self) -> list[str]:
+        """The swept model and, for an ensemble, its composing models."""
+        return [c.removesuffix(".requests") for c in self.table.columns if c.endswith(".requests")]
+
+    def configs(self, point_id: str) -> dict[str, ModelConfig]:
+        """The exact configs a point ran with, per model it changes."""
+        folder = self.path / CONFIGS / point_id
+        return {p.parent.name: read_config(p) for p in sorted(folder.glob("*/config.pbtxt"))}
+
+
+def read_run(path: Path) -> Run:
+    """A run folder as written by `perf sweep`, checked to be one."""
+    path = Path(path).expanduser().resolve()
+    missing = [name for name in (RESULTS, PLAN) if not (path / name).is_file()]
+    if missing:
+        raise RunError(f"{path} is not a sweep's run folder (no {' or '.join(missing)}): give the --out of a sweep")
+    folder = RunFolder(path, [])
+    return Run(path, folder.table(), json.loads((path / PLAN).read_text()), folder.metadata())

@@ -90,6 +90,7 @@ class Sweep:
     repo: Path
     apply: str = "reload"
     server: TritonServer | None = None  # a remote server; None: perf runs an embedded one
+    slo_p99_ms: float | None = None  # recorded for reports; the sweep measures every point anyway
     progress: Callable[[int, int, str], None] = lambda done, total, what: None
 
     def __post_init__(self) -> None:
@@ -307,6 +308,7 @@ class Sweep:
             "gpus": host.gpus(),
             "versions": _versions(self.tools),
             "repository": str(self.repo),
+            "slo_p99_ms": self.slo_p99_ms,
         }
 
 

@@ -165,7 +165,8 @@ def main(args: list[str], console: Console) -> int:
         def progress(done: int, total: int, what: str) -> None:
             bar.update(task, completed=done, total=total, **({"description": what} if what else {}))
 
-        sweep = Sweep(the_plan, load, folder, repo_path, apply, server=remote, progress=progress)
+        sweep = Sweep(the_plan, load, folder, repo_path, apply, server=remote, progress=progress,
+                      slo_p99_ms=ns.slo_p99_ms)  # fmt: skip
         if remote:
             remote.start()
         try:

@@ -1,0 +1,114 @@
+"""`perf apply RUN`: the recommended config written into the user's model repository, only
+when asked, after the diff is shown, with the original kept beside it.
+
+The new file is the repository's own config with the winner's swept values set (and, for an
+ensemble, the same follow-up the sweep made), not the config as it ran on this host: a
+sweep on a machine without GPUs runs KIND_GPU groups as KIND_CPU, and that must not leak
+into the repository.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from perf import params, plan
+from perf.findings import Findings
+from perf.modelconfig import format_config, read_config
+from perf.repository import open_repository
+
+
+class ApplyError(ValueError):
+    """Nothing can be applied as asked."""
+
+
+@dataclass(frozen=True)
+class Change:
+    model: str
+    path: Path  # the config.pbtxt in the user's repository
+    before: str
+    after: str
+
+    def diff(self) -> str:
+        return "".join(
+            difflib.unified_diff(
+                self.before.splitlines(keepends=True),
+                self.after.splitlines(keepends=True),
+                f"{self.path} (now)",
+                f"{self.path} (recommended)",
+            )
+        )
+
+
+def winner_values(findings: Findings) -> dict[str, object]:
+    """The recommended point's swept values, typed as the sweep used them."""
+    best = findings.recommendation.best
+    if best is None:
+        slo = findings.slo_p99_ms
+        raise ApplyError(f"no config of {findings.run.path} meets p99 <= {slo:g} ms: nothing to apply")
+    row = findings.run.table[findings.run.table["point_id"] == best.point_id].iloc[0]
+    values = {}
+    for column in findings.run.param_columns:
+        model, path = _split(column, findings.run.models)
+        values[column] = params.coerce(path, params.parse_value(str(row[column])))
+    return values
+
+
+def changes(findings: Findings, repo_path: Path) -> list[Change]:
+    """What would change in ``repo_path``: one entry per config.pbtxt whose text differs."""
+    repo = open_repository(repo_path)
+    run = findings.run
+    repo.require(run.models)
+    swept = [plan.Param(*_split(column, run.models), (value,)) for column, value in winner_values(findings).items()]
+    point = plan.make_point(
+        [(p, p.values[0]) for p in swept],
+        {m: repo.configs[m] for m in run.models},
+        run.model,
+        run.models[1:],
+    )
+    result = []
+    for model, config in point.configs.items():
+        path = repo.path / model / "config.pbtxt"
+        before = path.read_text()
+        after = _comments_of(before) + format_config(config)
+        if format_config(read_config(path)) != format_config(config):
+            result.append(Change(model, path, before, after))
+    return result
+
+
+def write(changes_: list[Change], now: dt.datetime | None = None) -> list[Path]:
+    """Each original saved as config.pbtxt.TIMESTAMP.bak beside it, then the new text
+    written whole (a temporary file renamed over it): a crash leaves one or the other."""
+    stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    backups = []
+    for change in changes_:
+        backup = change.path.with_name(f"config.pbtxt.{stamp}.bak")
+        backup.write_text(change.before)
+        tmp = change.path.with_name("config.pbtxt.tmp")
+        tmp.write_text(change.after)
+        os.replace(tmp, change.path)
+        backups.append(backup)
+    return backups
+
+
+def _split(column: str, models: list[str]) -> tuple[str, str]:
+    """``classifier.dynamic_batching.preferred_batch_size`` -> (classifier, the field path);
+    model names may hold dots, so the longest model name that prefixes the column wins."""
+    for model in sorted(models, key=len, reverse=True):
+        if column.startswith(model + "."):
+            return model, column.removeprefix(model + ".")
+    raise ApplyError(f"column {column!r} names none of the run's models {models}")
+
+
+def _comments_of(text: str) -> str:
+    """The file's leading comment block, kept: protobuf's text format drops comments, and
+    the header is where a repository says what its config is for."""
+    lines = []
+    for line in text.splitlines(keepends=True):
+        if not line.lstrip().startswith("#"):
+            break
+        lines.append(line)
+    return "".join(lines)

@@ -1,0 +1,57 @@
+"""What a run says, before anything is drawn: the summary labelled by parameter values, each
+config's best level, the recommendation with its gain over the baseline, and the winner's
+config against the original. Shared by `perf report`, `perf compare` and `perf apply`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from perf import analysis, plots
+from perf.plan import config_diff
+from perf.results import Run, RunError
+
+
+@dataclass(frozen=True)
+class Findings:
+    run: Run
+    slo_p99_ms: float | None
+    curves: plots.Curves
+    ranked: pd.DataFrame  # each config's best level under the SLO, best first, with labels
+    recommendation: analysis.Recommendation
+    gain: analysis.Gain | None
+    faults: pd.DataFrame  # the rows that did not measure: status and error
+
+    def label(self, point_id: str) -> str:
+        rows = self.curves.summary[self.curves.summary["point_id"] == point_id]
+        return str(rows["label"].iloc[0])
+
+    @property
+    def winner_diff(self) -> str:
+        """The best config's config.pbtxt files against the baseline point's, as run."""
+        best = self.recommendation.best
+        baseline = self.curves.summary[self.curves.summary["is_baseline"].astype(bool)]
+        if best is None or baseline.empty:
+            return ""
+        original = self.run.configs(str(baseline["point_id"].iloc[0]))
+        chosen = self.run.configs(best.point_id)
+        return "\n".join(config_diff(original[m], chosen[m], m) for m in chosen if m in original)
+
+
+def slo_of(run: Run, slo_p99_ms: float | None) -> float | None:
+    """The SLO asked for now, else the one the sweep was run with."""
+    return slo_p99_ms if slo_p99_ms is not None else run.metadata.get("slo_p99_ms")
+
+
+def find(run: Run, slo_p99_ms: float | None = None) -> Findings:
+    slo = slo_of(run, slo_p99_ms)
+    summary = analysis.summarize(run.table, run.param_columns)
+    if summary.empty:
+        raise RunError(f"{run.path} has no successful measurement yet: nothing to report")
+    curves = plots.curves(run.name, summary, run.param_columns)
+    ranked = analysis.best_per_point(curves.summary, slo)
+    recommendation = analysis.recommend(run.table, summary, slo)
+    gain = analysis.gain_over_baseline(run.table, summary, recommendation.best, slo) if recommendation.best else None
+    faults = run.table[run.table["status"] != "ok"]
+    return Findings(run, slo, curves, ranked, recommendation, gain, faults)

@@ -1,0 +1,223 @@
+"""`perf report RUN` and `perf compare RUN_A RUN_B`: the figures as PNGs in a folder and one
+self-contained HTML page (the figures embedded), the recommendation first."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from perf import analysis, plots
+from perf.findings import Findings
+from perf.results import Run
+
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("perf", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
+)
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str  # file stem
+    title: str
+    png: bytes
+
+    @property
+    def data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def report_images(findings: Findings) -> list[Image]:
+    run, slo = findings.run, findings.slo_p99_ms
+    images = [
+        Image("throughput_latency", "Throughput against p99", _png(plots.throughput_latency([findings.curves], slo))),
+        Image("percentiles", "Latency percentiles against load", _png(plots.percentiles([findings.curves]))),
+    ]
+    composing = run.models[1:] or run.models
+    if composing:
+        images.append(Image("breakdown", "Where the time goes", _png(plots.breakdown(findings.curves, composing))))
+    if len(run.param_columns) == 2:
+        grid = analysis.throughput_grid(findings.curves.summary, *run.param_columns, slo)
+        images.append(Image("heatmap", "Two parameters at a glance", _png(plots.heatmap(grid, slo))))
+    images.append(Image("resources", "Resources", _png(plots.resources([findings.curves]))))
+    return images
+
+
+def compare_images(a: Findings, b: Findings, slo: float | None) -> list[Image]:
+    both = [a.curves, b.curves]
+    return [
+        Image("throughput_latency", "Throughput against p99", _png(plots.throughput_latency(both, slo))),
+        Image("percentiles", "Latency percentiles against load", _png(plots.percentiles(both))),
+        Image("resources", "Resources", _png(plots.resources(both))),
+    ]
+
+
+def _write_images(images: list[Image], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for image in images:
+        (folder / f"{image.name}.png").write_bytes(image.png)
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:+.1f} %"
+
+
+def _ranked_rows(findings: Findings) -> list[dict[str, str]]:
+    return [
+        {
+            "label": row["label"],
+            "level": f"{findings.curves.load_kind} {row['load_level']}",
+            "throughput": _fmt(row["throughput"]),
+            "throughput_ci": _fmt(row["throughput_ci"]),
+            "p99": _fmt(row["p99_ms"]),
+            "p99_ci": _fmt(row["p99_ci"]),
+            "repeats": str(int(row["repeats"])),
+        }
+        for row in findings.ranked.to_dict("records")
+    ]
+
+
+def verdict(findings: Findings) -> dict[str, object]:
+    """The recommendation in words: what to ship, by how much, and how sure."""
+    rec, gain, slo = findings.recommendation, findings.gain, findings.slo_p99_ms
+    kind = findings.curves.load_kind
+    if rec.best is None:
+        return {"headline": f"No config meets p99 ≤ {slo:g} ms at any load level measured.", "lines": [],
+                "warnings": ["Lower the load levels, loosen the SLO, or sweep settings that cut latency."]}  # fmt: skip
+    best = rec.best
+    ci = f" ± {_fmt(best.throughput_ci)}" if not math.isnan(best.throughput_ci) else ""
+    under = f", SLO p99 ≤ {slo:g} ms" if slo is not None else " (no SLO given: the highest throughput)"
+    lines = [f"{best.throughput:.1f}{ci} infer/s at {kind} {best.load_level}, p99 {best.p99_ms:.1f} ms{under}."]
+    if gain is None:
+        lines.append("The run has no baseline point meeting the SLO to compare with.")
+    elif gain.baseline == best:
+        lines.append("This is the repository's own config: no change beats it.")
+    else:
+        interval = f" (95 % CI {_percent(gain.low)} to {_percent(gain.high)})" if gain.low is not None else ""
+        lines.append(
+            f"{_percent(gain.ratio)} throughput over the baseline{interval}: the baseline gives "
+            f"{gain.baseline.throughput:.1f} infer/s at {kind} {gain.baseline.load_level}."
+        )
+    warnings = []
+    if gain is not None and gain.low is not None and gain.low <= 0 <= gain.high:
+        warnings.append("The gain over the baseline is within noise (its interval includes 0): "
+                        "on this evidence the repository's config does as well.")  # fmt: skip
+    if rec.runner_up is not None:
+        runner = f"{findings.label(rec.runner_up.point_id)} ({rec.runner_up.throughput:.1f} infer/s)"
+        if rec.distinguishable is None:
+            warnings.append(f"Too few repeats to tell it from the runner-up, {runner}: sweep with --repeats 3 or more.")
+        elif not rec.distinguishable:
+            warnings.append(
+                f"The top configs cannot be told apart: the runner-up {runner} is within noise "
+                f"(Welch t-test p = {rec.p_value:.2f}). Either will do; more repeats may separate them."
+            )
+    return {"headline": f"Ship {findings.label(best.point_id)}", "lines": lines, "warnings": warnings}
+
+
+def _faults(findings: Findings) -> list[dict[str, str]]:
+    labelled = set(findings.curves.summary["point_id"])
+    return [
+        {
+            "label": findings.label(r.point_id) if r.point_id in labelled else r.point_id,
+            "level": str(r.load_level),
+            "repeat": str(r.repeat),
+            "status": r.status,
+            "error": str(r.error).splitlines()[0][:240] if isinstance(r.error, str) else "",
+        }
+        for r in findings.faults.itertuples()
+    ]
+
+
+def apply_command(findings: Findings) -> str:
+    slo = f" --slo-p99-ms {findings.slo_p99_ms:g}" if findings.slo_p99_ms is not None else ""
+    return f"perf apply {findings.run.path}{slo}"
+
+
+def write_report(findings: Findings) -> Path:
+    """RUN/report.html and RUN/plots/*.png."""
+    run = findings.run
+    images = report_images(findings)
+    _write_images(images, run.path / "plots")
+    html = TEMPLATES.get_template("report.html.j2").render(
+        title=f"perf report: {run.model} — {run.name}",
+        run=run,
+        meta=_meta(run),
+        slo=findings.slo_p99_ms,
+        verdict=verdict(findings),
+        diff=findings.winner_diff,
+        ranked=_ranked_rows(findings),
+        images=images,
+        faults=_faults(findings),
+        apply_command=apply_command(findings),
+    )
+    out = run.path / "report.html"
+    out.write_text(html)
+    return out
+
+
+def write_comparison(a: Findings, b: Findings, out: Path, slo: float | None) -> Path:
+    """OUT/compare.html and OUT/*.png: the two runs overlaid, and each config's best side by side."""
+    images = compare_images(a, b, slo)
+    _write_images(images, out)
+    html = TEMPLATES.get_template("compare.html.j2").render(
+        title=f"perf compare: {a.run.name} against {b.run.name}",
+        runs=[{"name": f.run.name, "meta": _meta(f.run), "verdict": verdict(f)} for f in (a, b)],
+        slo=slo,
+        rows=side_by_side(a, b),
+        images=images,
+    )
+    page = out / "compare.html"
+    page.write_text(html)
+    return page
+
+
+def side_by_side(a: Findings, b: Findings) -> list[dict[str, str]]:
+    """Configs present in either run, matched by label, with B's throughput relative to A's."""
+    best = lambda f: f.ranked.set_index("label")  # noqa: E731
+    ra, rb = best(a), best(b)
+    rows = []
+    for label in dict.fromkeys([*ra.index, *rb.index]):
+        ta = ra["throughput"].get(label, math.nan)
+        tb = rb["throughput"].get(label, math.nan)
+        rows.append({
+            "label": label,
+            "a": _fmt(ta), "a_p99": _fmt(ra["p99_ms"].get(label, math.nan)),
+            "b": _fmt(tb), "b_p99": _fmt(rb["p99_ms"].get(label, math.nan)),
+            "change": _percent(tb / ta - 1) if ta and not (math.isnan(ta) or math.isnan(tb)) else "",
+        })  # fmt: skip
+    return rows
+
+
+def _meta(run: Run) -> dict[str, str]:
+    load = run.plan["load"]
+    levels = " ".join(f"{v:g}" for v in load["levels"])
+    meta = run.metadata
+    return {
+        "model": run.model,
+        "load": f"{load['kind']} {levels}, {load['repeats']} repeat(s), driver {load.get('driver', 'perf_analyzer')}",
+        "points": str(len(run.plan["points"])),
+        "status": str(meta.get("status", "unknown")),
+        "started": str(meta.get("started_at", "")),
+        "host": f"{meta.get('host', {}).get('name', '?')}, {meta.get('host', {}).get('cores', '?')} cores, "
+        f"{len(meta.get('gpus', []))} GPU(s)",
+        "made": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "rows": f"{len(run.table)} rows, {int((run.table['status'] == 'ok').sum())} ok",
+    }
