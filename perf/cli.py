@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import shlex
 import signal
+import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,6 +21,9 @@ from perf.repository import RepositoryError, emit_libtorch, open_repository, ref
 from perf.results import RunError
 from perf.server import DockerServer, EmbeddedServer, Ports, RemoteServer, ServerError, TritonServer
 from perf.sweep import SweepError
+
+if TYPE_CHECKING:
+    from perf.findings import Findings
 
 app = typer.Typer(
     help="Load testing and performance tuning for NVIDIA Triton Inference Server.",
@@ -307,6 +311,102 @@ def gateway(
         f"gateway on http://{host}:{port} -> Triton {settings.triton_url} ({settings.model})", highlight=False
     )
     uvicorn.run(gateway_app, host=host, port=port, log_level=log_level)
+
+
+RunArgument = Annotated[Path, typer.Argument(help="A sweep's run folder (its --out).", show_default=False)]
+SloOption = Annotated[
+    float | None,
+    typer.Option("--slo-p99-ms", help="p99 latency bound for the recommendation (default: the sweep's own)."),
+]
+
+
+def _findings(run: Path, slo: float | None) -> Findings:
+    # Imported here: reports load pandas and matplotlib, which other commands do without.
+    from perf import findings, results
+
+    return findings.find(results.read_run(run), slo)
+
+
+def _print_verdict(found: Findings) -> None:
+    from perf import report
+
+    verdict = report.verdict(found)
+    console.print(f"[bold]{verdict['headline']}[/bold]", highlight=False)
+    for line in verdict["lines"]:
+        console.print(f"  {line}", highlight=False)
+    for warning in verdict["warnings"]:
+        console.print(f"  [yellow]{warning}[/yellow]", highlight=False)
+
+
+@app.command("report")
+def report_command(run: RunArgument, slo: SloOption = None) -> None:
+    """Write RUN/report.html and RUN/plots/*.png: the recommendation, then the plots."""
+    from perf import report
+
+    try:
+        found = _findings(run, slo)
+        page = report.write_report(found)
+    except (RunError, ConfigError) as error:
+        _fail(error)
+    _print_verdict(found)
+    console.print(f"report: {page}", highlight=False)
+
+
+@app.command("compare")
+def compare_command(
+    run_a: RunArgument,
+    run_b: RunArgument,
+    out: Annotated[Path | None, typer.Option(help="Folder for compare.html and the PNGs (default: beside B).")] = None,
+    slo: SloOption = None,
+) -> None:
+    """Two sweeps overlaid (perf_analyzer against Locust, before and after a change)."""
+    from perf import report
+
+    try:
+        a, b = _findings(run_a, slo), _findings(run_b, slo)
+        folder = (out or b.run.path.parent / f"compare-{a.run.name}-vs-{b.run.name}").expanduser().resolve()
+        page = report.write_comparison(a, b, folder, slo if slo is not None else b.slo_p99_ms)
+    except (RunError, ConfigError) as error:
+        _fail(error)
+    for row in report.side_by_side(a, b):
+        line = f"{row['label']}: {row['a'] or '-'} -> {row['b'] or '-'} infer/s {row['change']}"
+        console.print(line, highlight=False)
+    console.print(f"comparison: {page}", highlight=False)
+
+
+@app.command("apply")
+def apply_command(
+    run: RunArgument,
+    repo: Annotated[
+        Path | None, typer.Option("--repo", help="Model repository to change (default: the one the sweep measured).")
+    ] = None,
+    slo: SloOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Write without asking.")] = False,
+) -> None:
+    """Write the recommended config into the model repository, after showing the diff; the
+    original stays beside it as config.pbtxt.TIMESTAMP.bak."""
+    from perf import apply
+
+    try:
+        found = _findings(run, slo)
+        target = (repo or Path(found.run.metadata.get("repository") or reference_repository())).expanduser().resolve()
+        changes = apply.changes(found, target)
+    except (RunError, ConfigError, RepositoryError, apply.ApplyError) as error:
+        _fail(error)
+    _print_verdict(found)
+    if not changes:
+        console.print(f"{target} already has the recommended config: nothing to write", highlight=False)
+        return
+    for change in changes:
+        console.print(change.diff(), highlight=False, markup=False)
+    if not yes:
+        if not sys.stdin.isatty():
+            _fail(ValueError("nothing written: no terminal to confirm on; run again with --yes to write"))
+        if not typer.confirm(f"Write {len(changes)} config file(s) in {target}?"):
+            console.print("nothing written")
+            raise typer.Exit(1)
+    for change, backup in zip(changes, apply.write(changes), strict=True):
+        console.print(f"wrote {change.path} (the original is in {backup.name})", highlight=False)
 
 
 @app.command(

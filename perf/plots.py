@@ -79,15 +79,25 @@ def _colors(runs: list[Curves]) -> dict[str, str]:
     return {label: BASELINE_COLOR if label.startswith("baseline") else next(others) for label in labels}
 
 
-def _legend(ax: plt.Axes, runs: list[Curves], colors: dict[str, str]) -> None:
-    """Configs by colour and, when several runs are overlaid, runs by line style."""
+def _legend(fig: Figure, runs: list[Curves], colors: dict[str, str]) -> None:
+    """Configs by colour and, when several runs are overlaid, runs by line style: under the
+    plots, so long labels take no width from them."""
     handles = [Line2D([], [], color=c, lw=2, label=label) for label, c in colors.items()]
     if len(runs) > 1:
         handles += [
             Line2D([], [], color="grey", ls=ls, marker=m, label=run.name)
             for run, (ls, m) in zip(runs, RUN_STYLES, strict=False)
         ]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _legend_below(fig, handles)
+
+
+def _legend_below(fig: Figure, handles: list) -> None:
+    """The figure grows by the legend's height, so the plots keep theirs."""
+    columns = 2 if len(handles) > 3 else len(handles)
+    legend_inches = 0.2 * math.ceil(len(handles) / columns) + 0.2
+    fig.set_figheight(fig.get_figheight() + legend_inches)
+    fig.legend(handles=handles, loc="lower center", ncols=columns, bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1))
 
 
 def throughput_latency(runs: list[Curves], slo_p99_ms: float | None) -> Figure:
@@ -95,7 +105,7 @@ def throughput_latency(runs: list[Curves], slo_p99_ms: float | None) -> Figure:
     intervals where there are repeats, the SLO line, and the Pareto front ringed."""
     colors = _colors(runs)
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(9.5, 5.2))
+        fig, ax = plt.subplots(figsize=(9, 5))
         for run, (ls, marker) in zip(runs, RUN_STYLES, strict=False):
             for label, rows in run.summary.groupby("label", sort=False):
                 ax.errorbar(
@@ -123,8 +133,7 @@ def throughput_latency(runs: list[Curves], slo_p99_ms: float | None) -> Figure:
         ax.set_xlim(left=0)
         numbers = "; numbers are load levels" if len(runs) == 1 else ""
         ax.set_title(f"Throughput against p99 latency (ringed: Pareto front{numbers})")
-        _legend(ax, runs, colors)
-        fig.tight_layout()
+        _legend(fig, runs, colors)
     return fig
 
 
@@ -141,9 +150,8 @@ def percentiles(runs: list[Curves]) -> Figure:
             _load_axis(ax, runs)
         axes[0].set_ylabel("latency (ms)")
         axes[0].set_ylim(bottom=0)
-        _legend(axes[-1], runs, colors)
         fig.suptitle("Latency percentiles against load", fontweight="bold")
-        fig.tight_layout()
+        _legend(fig, runs, colors)
     return fig
 
 
@@ -213,7 +221,7 @@ def resources(runs: list[Curves]) -> Figure:
         panels.append(("gpu_util", "GPU utilization (%)"))
     colors = _colors(runs)
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels) + 2.4, 3.6))
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6))
         for ax, (column, title) in zip(axes, panels, strict=True):
             for run, (ls, marker) in zip(runs, RUN_STYLES, strict=False):
                 for label, rows in run.summary.groupby("label", sort=False):
@@ -222,9 +230,8 @@ def resources(runs: list[Curves]) -> Figure:
             ax.set_title(title)
             _load_axis(ax, runs)
             ax.set_ylim(bottom=0)
-        _legend(axes[-1], runs, colors)
         fig.suptitle("Resources of the server", fontweight="bold")
-        fig.tight_layout()
+        _legend(fig, runs, colors)
     return fig
 
 
