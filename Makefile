@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup system-deps demo test lint
+.PHONY: setup system-deps browser demo test lint
 
 setup: system-deps $(VENV)/.installed
 	$(BIN)/perf setup
@@ -14,6 +14,12 @@ system-deps:
 	@ldconfig -p | grep -q 'libb64.so.0d' || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq libb64-0d; \
 	  else echo "perf needs libb64: run  sudo apt-get update && sudo apt-get install -y libb64-0d" >&2; exit 1; fi; }
+
+# The tests open reports in a real browser: Debian's chromium, driven by playwright.
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "the report tests need chromium: run  sudo apt-get update && sudo apt-get install -y chromium" >&2; exit 1; fi; }
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -29,7 +35,7 @@ demo: setup
 	  --param classifier.preferred_batch_size --values '[4]' '[16]' '[32,64]' \
 	  --concurrency 2 4 8 --repeats 2 --measurement-interval 1000
 
-test: setup
+test: setup browser
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed

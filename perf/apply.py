@@ -52,7 +52,7 @@ def winner_values(findings: Findings) -> dict[str, object]:
     row = findings.run.table[findings.run.table["point_id"] == best.point_id].iloc[0]
     values = {}
     for column in findings.run.param_columns:
-        model, path = _split(column, findings.run.models)
+        _, path = _split(column, findings.run.models)
         values[column] = params.coerce(path, params.parse_value(str(row[column])))
     return values
 

@@ -1,7 +1,10 @@
 """The figures of a report and of a comparison, from summaries (one row per point and load
 level, see analysis.summarize). Every function takes one or more runs, so a comparison
 overlays what a report draws alone: a config keeps its colour across runs, a run its line
-style. Configs are labelled by their parameter values, never by an opaque id."""
+style. Configs are labelled by their parameter values, never by an opaque id.
+
+Figures are built without pyplot: no global state and no GUI backend, so a report saves
+them from any thread and a notebook displays them as they are returned."""
 
 from __future__ import annotations
 
@@ -10,12 +13,9 @@ import math
 from dataclasses import dataclass
 
 import matplotlib
-
-matplotlib.use("Agg")  # files only: no display, no GUI toolkit
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -24,7 +24,7 @@ from perf.drivers.perf_analyzer import LATENCY_COLUMNS
 from perf.observe import PHASES
 
 BASELINE_COLOR = "#222222"
-PALETTE = plt.get_cmap("tab10").colors
+PALETTE = matplotlib.colormaps["tab10"].colors
 RUN_STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
 MODEL_MAPS = ["Blues", "Oranges", "Greens", "Purples", "Reds"]
 STYLE = {
@@ -104,8 +104,9 @@ def throughput_latency(runs: list[Curves], slo_p99_ms: float | None) -> Figure:
     """Throughput against p99, one curve per config through its load levels, with 95 %
     intervals where there are repeats, the SLO line, and the Pareto front ringed."""
     colors = _colors(runs)
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(9, 5))
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(9, 5))
+        ax = fig.subplots()
         for run, (ls, marker) in zip(runs, RUN_STYLES, strict=False):
             for label, rows in run.summary.groupby("label", sort=False):
                 ax.errorbar(
@@ -140,8 +141,9 @@ def throughput_latency(runs: list[Curves], slo_p99_ms: float | None) -> Figure:
 def percentiles(runs: list[Curves]) -> Figure:
     """p50, p95 and p99 against load level, a panel each on one scale."""
     colors = _colors(runs)
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, 3, figsize=(11, 3.8), sharey=True)
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(11, 3.8))
+        axes = fig.subplots(1, 3, sharey=True)
         for ax, column in zip(axes, ("p50_ms", "p95_ms", "p99_ms"), strict=True):
             for run, (ls, marker) in zip(runs, RUN_STYLES, strict=False):
                 for label, rows in run.summary.groupby("label", sort=False):
@@ -162,13 +164,14 @@ def breakdown(run: Curves, models: list[str]) -> Figure:
     levels = sorted(run.summary["level"].unique())
     labels = list(dict.fromkeys(run.summary["label"]))
     shades = {
-        (model, phase): plt.get_cmap(cmap)(0.35 + 0.55 * i / max(1, len(PHASES) - 1))
+        (model, phase): matplotlib.colormaps[cmap](0.35 + 0.55 * i / max(1, len(PHASES) - 1))
         for model, cmap in zip(models, itertools.cycle(MODEL_MAPS), strict=False)
         for i, phase in enumerate(PHASES)
     }
-    with plt.rc_context(STYLE):
+    with matplotlib.rc_context(STYLE):
         height = 1.2 + 0.42 * len(labels)
-        fig, axes = plt.subplots(1, len(levels), figsize=(4.2 * len(levels) + 2.6, height), sharey=True, squeeze=False)
+        fig = Figure(figsize=(4.2 * len(levels) + 2.6, height))
+        axes = fig.subplots(1, len(levels), sharey=True, squeeze=False)
         for ax, level in zip(axes[0], levels, strict=True):
             rows = run.summary[run.summary["level"] == level].set_index("label").reindex(labels)
             left = np.zeros(len(labels))
@@ -192,8 +195,9 @@ def breakdown(run: Curves, models: list[str]) -> Figure:
 
 def heatmap(grid: pd.DataFrame, slo_p99_ms: float | None) -> Figure:
     """A two-parameter sweep at a glance: each combination's best throughput under the SLO."""
-    with plt.rc_context({**STYLE, "axes.grid": False}):
-        fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(grid.columns), 1.4 + 0.7 * len(grid.index)))
+    with matplotlib.rc_context({**STYLE, "axes.grid": False}):
+        fig = Figure(figsize=(1.6 + 1.3 * len(grid.columns), 1.4 + 0.7 * len(grid.index)))
+        ax = fig.subplots()
         values = grid.to_numpy(dtype=float)
         image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", aspect="auto")
         low, high = np.nanmin(values, initial=np.inf), np.nanmax(values, initial=-np.inf)
@@ -220,8 +224,9 @@ def resources(runs: list[Curves]) -> Figure:
     if any(run.summary.get("gpu_util", pd.Series(dtype=float)).notna().any() for run in runs):
         panels.append(("gpu_util", "GPU utilization (%)"))
     colors = _colors(runs)
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6))
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(4.5 * len(panels), 3.6))
+        axes = fig.subplots(1, len(panels))
         for ax, (column, title) in zip(axes, panels, strict=True):
             for run, (ls, marker) in zip(runs, RUN_STYLES, strict=False):
                 for label, rows in run.summary.groupby("label", sort=False):
@@ -235,7 +240,7 @@ def resources(runs: list[Curves]) -> Figure:
     return fig
 
 
-def _load_axis(ax: plt.Axes, runs: list[Curves]) -> None:
+def _load_axis(ax: Axes, runs: list[Curves]) -> None:
     """Ticks at the levels measured, not at values between them."""
     ax.set_xticks(sorted({level for run in runs for level in run.summary["level"]}))
     ax.set_xlabel(LOAD_AXIS.get(runs[0].load_kind, runs[0].load_kind))

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
-import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from perf import analysis, plots
@@ -37,7 +36,6 @@ class Image:
 def _png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(figure)
     return buffer.getvalue()
 
 

@@ -41,6 +41,14 @@ def perf_cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.Completed
     )
 
 
+# Short windows and a loose stability bound: sweeps in tests check what is recorded, not precision.
+FAST = ["--measurement-interval", "1000", "--stability-percentage", "50", "--max-trials", "6"]
+
+
+def sweep(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return perf_cli("sweep", *args, *FAST, timeout=timeout)
+
+
 def running_triton(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[EmbeddedServer]:
     """The reference ensemble on a real embedded Triton, for a fixture to yield from; checks
     that stopping it left no process."""

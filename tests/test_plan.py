@@ -1,15 +1,13 @@
-"""Sweep planning, parameters and analysis as pure functions: no server."""
+"""Sweep planning and parameters as pure functions: no server."""
 
 from __future__ import annotations
 
 import itertools
-import math
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from perf import analysis, params, plan
+from perf import params, plan
 from perf.modelconfig import read_config
 from perf.repository import open_repository
 from perf.results import RunError, RunFolder
@@ -186,51 +184,6 @@ def test_a_row_cut_short_by_a_kill_is_not_read(tmp_path: Path) -> None:
     with (folder.path / "results.csv").open("a") as f:
         f.write("p1,2,0,o")  # a write interrupted mid-line
     assert folder.done(("ok",)) == {("p1", "1", 0)}
-
-
-def table(rows: list[tuple[str, str, int, float, float]]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [{"point_id": p, "load_kind": "concurrency", "load_level": lvl, "repeat": r, "throughput": t, "p99_ms": q,
-          "p50_ms": q / 2, "status": "ok", "is_baseline": p == "a", "x": p} for p, lvl, r, t, q in rows]
-    )  # fmt: skip
-
-
-def test_confidence_interval_of_the_mean() -> None:
-    # n = 3, sd = 1: t(0.975, 2) = 4.303, half-width 4.303 / sqrt(3) = 2.484
-    assert analysis.ci_halfwidth(pd.Series([9.0, 10.0, 11.0])) == pytest.approx(2.484, abs=1e-3)
-    assert math.isnan(analysis.ci_halfwidth(pd.Series([10.0])))
-
-
-def test_best_under_slo_and_a_clear_winner() -> None:
-    rows = [("a", "1", r, 100 + r, 10) for r in range(3)] + [("a", "4", r, 300 + r, 80) for r in range(3)]
-    rows += [("b", "1", r, 200 + r, 20) for r in range(3)] + [("b", "4", r, 250 + r, 45) for r in range(3)]
-    t = table(rows)
-    summary = analysis.summarize(t, ["x"])
-    choice = analysis.recommend(t, summary, slo_p99_ms=50)
-    # a at level 4 is fastest but breaks the SLO; b at level 4 meets it.
-    assert (choice.best.point_id, choice.best.load_level) == ("b", "4")
-    assert (choice.runner_up.point_id, choice.runner_up.load_level) == ("a", "1")
-    assert choice.distinguishable is True
-    assert analysis.recommend(t, summary, None).best.point_id == "a"
-
-
-def test_a_tie_is_called_a_tie() -> None:
-    rows = [("a", "1", r, v, 10) for r, v in enumerate([100, 110, 90])]
-    rows += [("b", "1", r, v, 10) for r, v in enumerate([101, 95, 106])]
-    t = table(rows)
-    choice = analysis.recommend(t, analysis.summarize(t, ["x"]), None)
-    assert choice.distinguishable is False and choice.p_value > 0.05
-
-
-def test_one_repeat_cannot_tell() -> None:
-    t = table([("a", "1", 0, 100, 10), ("b", "1", 0, 90, 10)])
-    choice = analysis.recommend(t, analysis.summarize(t, ["x"]), None)
-    assert choice.best.point_id == "a" and choice.distinguishable is None
-
-
-def test_no_point_meets_the_slo() -> None:
-    t = table([("a", "1", 0, 100, 60)])
-    assert analysis.recommend(t, analysis.summarize(t, ["x"]), 50).best is None
 
 
 def test_consecutive_points_differ_in_one_setting_and_counts_change_fastest() -> None:

@@ -15,14 +15,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from .conftest import REPO, perf_cli, processes_mentioning
-
-# Short windows and a loose stability bound: these tests check what is recorded, not precision.
-FAST = ["--measurement-interval", "1000", "--stability-percentage", "50", "--max-trials", "6"]
-
-
-def sweep(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return perf_cli("sweep", *args, *FAST, timeout=timeout)
+from .conftest import FAST, REPO, perf_cli, processes_mentioning, sweep
 
 
 @contextlib.contextmanager

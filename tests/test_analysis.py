@@ -1,0 +1,110 @@
+"""Analysis as pure functions of hand-made tables: intervals, the best config under an SLO,
+significance and ties, the Pareto front, the gain over the baseline, the two-parameter grid."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from perf import analysis
+
+
+def table(rows: list[tuple[str, str, int, float, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"point_id": p, "load_kind": "concurrency", "load_level": lvl, "repeat": r, "throughput": t, "p99_ms": q,
+          "p50_ms": q / 2, "status": "ok", "is_baseline": p == "a", "x": p} for p, lvl, r, t, q in rows]
+    )  # fmt: skip
+
+
+def test_confidence_interval_of_the_mean() -> None:
+    # n = 3, sd = 1: t(0.975, 2) = 4.303, half-width 4.303 / sqrt(3) = 2.484
+    assert analysis.ci_halfwidth(pd.Series([9.0, 10.0, 11.0])) == pytest.approx(2.484, abs=1e-3)
+    assert math.isnan(analysis.ci_halfwidth(pd.Series([10.0])))
+
+
+def test_best_under_slo_and_a_clear_winner() -> None:
+    rows = [("a", "1", r, 100 + r, 10) for r in range(3)] + [("a", "4", r, 300 + r, 80) for r in range(3)]
+    rows += [("b", "1", r, 200 + r, 20) for r in range(3)] + [("b", "4", r, 250 + r, 45) for r in range(3)]
+    t = table(rows)
+    summary = analysis.summarize(t, ["x"])
+    choice = analysis.recommend(t, summary, slo_p99_ms=50)
+    # a at level 4 is fastest but breaks the SLO; b at level 4 meets it.
+    assert (choice.best.point_id, choice.best.load_level) == ("b", "4")
+    assert (choice.runner_up.point_id, choice.runner_up.load_level) == ("a", "1")
+    assert choice.distinguishable is True
+    assert analysis.recommend(t, summary, None).best.point_id == "a"
+
+
+def test_a_tie_is_called_a_tie() -> None:
+    rows = [("a", "1", r, v, 10) for r, v in enumerate([100, 110, 90])]
+    rows += [("b", "1", r, v, 10) for r, v in enumerate([101, 95, 106])]
+    t = table(rows)
+    choice = analysis.recommend(t, analysis.summarize(t, ["x"]), None)
+    assert choice.distinguishable is False and choice.p_value > 0.05
+
+
+def test_one_repeat_cannot_tell() -> None:
+    t = table([("a", "1", 0, 100, 10), ("b", "1", 0, 90, 10)])
+    choice = analysis.recommend(t, analysis.summarize(t, ["x"]), None)
+    assert choice.best.point_id == "a" and choice.distinguishable is None
+
+
+def test_no_point_meets_the_slo() -> None:
+    t = table([("a", "1", 0, 100, 60)])
+    assert analysis.recommend(t, analysis.summarize(t, ["x"]), 50).best is None
+
+
+def test_the_pareto_front_keeps_only_undominated_points() -> None:
+    summary = pd.DataFrame({
+        "throughput": [100, 200, 150, 300, 300],
+        "p99_ms":     [5,   10,  12,  30,  40],
+    })  # fmt: skip
+    # 150 at 12 ms is beaten by 200 at 10 ms; 300 at 40 ms by 300 at 30 ms.
+    assert analysis.pareto_front(summary).tolist() == [True, True, False, True, False]
+
+
+def test_gain_over_the_baseline_with_its_interval() -> None:
+    rows = [("a", "1", r, v, 10) for r, v in enumerate([100, 102, 98])]  # "a" is the baseline
+    rows += [("b", "1", r, v, 10) for r, v in enumerate([150, 153, 147])]
+    t = table(rows)
+    summary = analysis.summarize(t, ["x"])
+    best = analysis.recommend(t, summary, 50).best
+    gain = analysis.gain_over_baseline(t, summary, best, 50)
+    assert gain.baseline.point_id == "a" and gain.ratio == pytest.approx(0.5)
+    # Welch: difference 50, se = sqrt(9/3 + 4/3) = 2.08, df about 3.8: the interval is a few % either side.
+    assert 0.40 < gain.low < 0.5 < gain.high < 0.60
+
+
+def test_a_gain_within_noise_has_an_interval_across_zero() -> None:
+    rows = [("a", "1", r, v, 10) for r, v in enumerate([100, 120, 80])]
+    rows += [("b", "1", r, v, 10) for r, v in enumerate([105, 125, 85])]
+    t = table(rows)
+    summary = analysis.summarize(t, ["x"])
+    gain = analysis.gain_over_baseline(t, summary, analysis.recommend(t, summary, None).best, None)
+    assert gain.low < 0 < gain.high
+
+
+def test_no_gain_without_a_baseline_meeting_the_slo() -> None:
+    rows = [("a", "1", 0, 400, 90), ("b", "1", 0, 150, 10)]
+    t = table(rows)
+    summary = analysis.summarize(t, ["x"])
+    best = analysis.recommend(t, summary, 50).best
+    assert best.point_id == "b" and analysis.gain_over_baseline(t, summary, best, 50) is None
+
+
+def test_the_grid_of_two_parameters_under_the_slo() -> None:
+    rows = []
+    for count, batch, level, throughput, p99 in [
+        (1, 4, "1", 100, 10), (1, 4, "2", 180, 60),  # level 2 breaks the SLO
+        (1, 16, "1", 120, 10), (2, 4, "1", 90, 10), (2, 16, "1", 95, 70),  # (2, 16) never meets it
+    ]:  # fmt: skip
+        rows.append({"point_id": f"{count}-{batch}", "load_kind": "concurrency", "load_level": level, "repeat": 0,
+                     "status": "ok", "is_baseline": False, "count": count, "batch": batch,
+                     "throughput": throughput, "p50_ms": p99 / 2, "p99_ms": p99})  # fmt: skip
+    summary = analysis.summarize(pd.DataFrame(rows), ["count", "batch"])
+    grid = analysis.throughput_grid(summary, "count", "batch", 50)
+    assert grid.loc[1, 4] == 100 and grid.loc[1, 16] == 120 and grid.loc[2, 4] == 90
+    assert math.isnan(grid.loc[2, 16])
+    assert list(grid.index) == [1, 2] and list(grid.columns) == [4, 16]
