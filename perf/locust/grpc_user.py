@@ -1,0 +1,42 @@
+"""Triton over gRPC with tritonclient.grpc. grpcio must be told to cooperate with gevent before
+any channel exists, hence the order of the imports."""
+
+from __future__ import annotations
+
+import grpc.experimental.gevent as grpc_gevent
+
+grpc_gevent.init_gevent()
+
+import tritonclient.grpc as grpcclient  # noqa: E402
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+from perf.images import read_and_pad_images  # noqa: E402
+from perf.locust.user import Prepared, RequestFailed, TritonUser  # noqa: E402
+
+
+class TritonGrpcUser(TritonUser):
+    """Calls a model with encoded images as one UINT8 tensor, one channel per user, opened when
+    the user starts and closed when it stops."""
+
+    abstract = True
+    request_type = "grpc"
+    host = "127.0.0.1:8001"
+
+    def prepare(self, images: list[bytes]) -> Prepared:
+        batch = read_and_pad_images(images)
+        tensor = grpcclient.InferInput("RAW_IMAGE", list(batch.shape), "UINT8")
+        tensor.set_data_from_numpy(batch)
+        return Prepared([tensor], batch.nbytes)
+
+    def connect(self, connections: int) -> None:
+        self.client = grpcclient.InferenceServerClient(self.host)
+
+    def send(self, request: Prepared) -> int:
+        try:
+            result = self.client.infer(self.request_name, request.body, client_timeout=self.timeout)
+        except InferenceServerException as error:
+            raise RequestFailed(str(error)) from None
+        return sum(len(raw) for raw in result.get_response().raw_output_contents)
+
+    def close(self) -> None:
+        self.client.close()
