@@ -4,7 +4,8 @@ when asked, after the diff is shown, with the original kept beside it.
 The new file is the repository's own config with the winner's swept values set (and, for an
 ensemble, the same follow-up the sweep made), not the config as it ran on this host: a
 sweep on a machine without GPUs runs KIND_GPU groups as KIND_CPU, and that must not leak
-into the repository.
+into the repository. Only the settings that change are rewritten; the user's comments and
+layout stay.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from perf import params, plan
 from perf.findings import Findings
-from perf.modelconfig import format_config, read_config
+from perf.modelconfig import edit_text, format_config, read_config
 from perf.repository import open_repository
 
 
@@ -73,7 +74,7 @@ def changes(findings: Findings, repo_path: Path) -> list[Change]:
     for model, config in point.configs.items():
         path = repo.path / model / "config.pbtxt"
         before = path.read_text()
-        after = _comments_of(before) + format_config(config)
+        after = edit_text(before, config)
         if format_config(read_config(path)) != format_config(config):
             result.append(Change(model, path, before, after))
     return result
@@ -102,13 +103,3 @@ def _split(column: str, models: list[str]) -> tuple[str, str]:
             return model, column.removeprefix(model + ".")
     raise ApplyError(f"column {column!r} names none of the run's models {models}")
 
-
-def _comments_of(text: str) -> str:
-    """The file's leading comment block, kept: protobuf's text format drops comments, and
-    the header is where a repository says what its config is for."""
-    lines = []
-    for line in text.splitlines(keepends=True):
-        if not line.lstrip().startswith("#"):
-            break
-        lines.append(line)
-    return "".join(lines)

@@ -331,11 +331,11 @@ def _print_verdict(found: Findings) -> None:
     from perf import report
 
     verdict = report.verdict(found)
-    console.print(f"[bold]{verdict['headline']}[/bold]", highlight=False)
+    console.print(f"[bold]{verdict['headline']}[/bold]", highlight=False, soft_wrap=True)
     for line in verdict["lines"]:
-        console.print(f"  {line}", highlight=False)
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
     for warning in verdict["warnings"]:
-        console.print(f"  [yellow]{warning}[/yellow]", highlight=False)
+        console.print(f"  [yellow]{warning}[/yellow]", highlight=False, soft_wrap=True)
 
 
 @app.command("report")
@@ -398,7 +398,7 @@ def apply_command(
         console.print(f"{target} already has the recommended config: nothing to write", highlight=False)
         return
     for change in changes:
-        console.print(change.diff(), highlight=False, markup=False)
+        console.print(change.diff(), highlight=False, markup=False, soft_wrap=True)
     if not yes:
         if not sys.stdin.isatty():
             _fail(ValueError("nothing written: no terminal to confirm on; run again with --yes to write"))

@@ -6,8 +6,20 @@ import shutil
 from pathlib import Path
 
 import pytest
+from google.protobuf import text_format
 
-from perf.modelconfig import KIND_CPU, KIND_GPU, ConfigError, for_host, format_config, from_json, read_config, to_json
+from perf.modelconfig import (
+    KIND_CPU,
+    KIND_GPU,
+    ConfigError,
+    ModelConfig,
+    edit_text,
+    for_host,
+    format_config,
+    from_json,
+    read_config,
+    to_json,
+)
 from perf.repository import RepositoryError, emit_libtorch, open_repository, stage
 
 from .conftest import REPO
@@ -107,3 +119,32 @@ def test_emit_refuses_to_write_into_the_source(tmp_path: Path) -> None:
     shutil.copytree(REPO, tmp_path / "repo")
     with pytest.raises(RepositoryError, match="inside the source repository"):
         emit_libtorch(open_repository(tmp_path / "repo"), tmp_path / "repo" / "out")
+
+
+SMALL = """# what this model is for
+name: "m"  # the name
+max_batch_size: 8
+input [ { name: "x", data_type: TYPE_FP32, dims: [ 3 ] } ]
+# batching: tuned by hand
+dynamic_batching { preferred_batch_size: [ 4, 8 ] }
+parameters { key: "k" value { string_value: "v" } }
+"""
+
+
+def test_an_edit_rewrites_only_the_settings_that_change() -> None:
+    config = text_format.Parse(SMALL, ModelConfig())
+    config.dynamic_batching.preferred_batch_size[:] = [2]
+    edited = edit_text(SMALL, config)
+    assert text_format.Parse(edited, ModelConfig()) == config
+    unchanged = [line for line in SMALL.splitlines() if "dynamic_batching" not in line]
+    assert [line for line in edited.splitlines() if line in unchanged] == unchanged, edited
+
+
+def test_an_edit_adds_and_removes_whole_settings() -> None:
+    config = text_format.Parse(SMALL, ModelConfig())
+    config.ClearField("dynamic_batching")
+    config.instance_group.add(count=2)
+    edited = edit_text(SMALL, config)
+    assert text_format.Parse(edited, ModelConfig()) == config
+    assert "dynamic_batching" not in edited and "# batching: tuned by hand" in edited
+    assert edited.startswith('# what this model is for\nname: "m"  # the name\n')
