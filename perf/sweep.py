@@ -8,6 +8,7 @@ and the same command later resumes where it stopped.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.metadata
 import platform
 import socket
 import sys
@@ -18,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from perf import __version__, host, params, tools
-from perf.drivers.perf_analyzer import LATENCY_COLUMNS, PerfAnalyzer, PerfAnalyzerError, write_input_data
+from perf.drivers import Driver, DriverError
+from perf.drivers.locust import Locust
+from perf.drivers.perf_analyzer import LATENCY_COLUMNS, PerfAnalyzer, write_input_data
 from perf.images import image_files, synthetic_set
 from perf.modelconfig import ModelConfig
 from perf.observe import RESOURCE_COLUMNS, ResourceSampler, breakdown, breakdown_columns, snapshot
@@ -48,6 +51,7 @@ class LoadSpec:
     stability_percentage: int = 10
     max_trials: int = 10
     images: Path | None = None  # a folder of JPEG/PNG; None: a generated set
+    driver: str = "perf_analyzer"  # or "locust" (see perf.drivers)
 
     def level_label(self, level: float) -> str:
         return f"{level:g}"
@@ -75,6 +79,7 @@ def plan_record(plan: Plan, load: LoadSpec, apply: str) -> dict[str, Any]:
             "window_ms": load.window_ms, "window_requests": load.window_requests,
             "stability_percentage": load.stability_percentage,
             "max_trials": load.max_trials, "images": str(load.images) if load.images else None,
+            "driver": load.driver,
         },
         "apply": apply,
     }  # fmt: skip
@@ -149,12 +154,12 @@ class Sweep:
                 self._recover(None)
             return count
         apply_s = time.perf_counter() - started
-        analyzer = self._analyzer()
-        analyzer.warm_up(work[0][0], self.load.kind)
+        driver = self._driver()
+        driver.warm_up(work[0][0], self.load.kind)
         for level, repeat in work:
             self.progress(count, total, f"point {self.plan.points.index(point) + 1}/{len(self.plan.points)} "
                                         f"{self.load.kind} {level:g} repeat {repeat + 1}")  # fmt: skip
-            self._measure(point, level, repeat, analyzer, apply_s)
+            self._measure(point, level, repeat, driver, apply_s)
             count += 1
             self.progress(count, total, "")
         return count
@@ -208,8 +213,13 @@ class Sweep:
 
     # -- load and observe ----------------------------------------------------------------
 
-    def _analyzer(self) -> PerfAnalyzer:
+    def _driver(self) -> Driver:
         assert self.server is not None
+        if self.load.driver == "locust":
+            if self._input_data() is None:
+                raise SweepError(f"--driver locust sends encoded images: {self.plan.model} does not take them")
+            return Locust(self.server.grpc_url, self.plan.model, self.load.images, self.load.batch_size,
+                          self.load.window_ms)  # fmt: skip
         return PerfAnalyzer(
             self.tools,
             self.server.grpc_url,
@@ -238,15 +248,15 @@ class Sweep:
             write_input_data(blobs, path, config.input[0].name)
         return path
 
-    def _measure(self, point: Point, level: float, repeat: int, analyzer: PerfAnalyzer, apply_s: float) -> None:
+    def _measure(self, point: Point, level: float, repeat: int, driver: Driver, apply_s: float) -> None:
         assert self.server is not None
         started_at, started = _now(), time.perf_counter()
         before = snapshot(self.server, self.plan.models)
         sampler = ResourceSampler(self.server.pid, self.server.metrics_url if host.gpus() else None)
         try:
             with sampler:
-                measured = analyzer.run(level, self.load.kind)
-        except PerfAnalyzerError as error:
+                measured = driver.run(level, self.load.kind)
+        except DriverError as error:
             if self.server.alive():
                 self._record(point, level, repeat, FAILED, str(error), started_at=started_at)
                 return
@@ -320,6 +330,7 @@ def _versions(tool: tools.Tools) -> dict[str, str]:
         "perf": __version__,
         "tools": ", ".join(tool.installed().values()),
         "perf_analyzer": tool.perf_analyzer_version(),
+        "locust": importlib.metadata.version("locust"),  # not imported: Locust patches the process for gevent
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "torch": torch.__version__,

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from perf import analysis, host, plan, results
+from perf.drivers import DRIVERS
 from perf.drivers.perf_analyzer import LOAD_KINDS
 from perf.repository import open_repository, reference_repository
 from perf.server import RemoteServer
@@ -24,6 +25,7 @@ from perf.sweep import LoadSpec, Sweep, columns, plan_record
 
 USAGE = """perf sweep --model MODEL --param NAME --values V1 V2 ... [--param NAME --values ...]
                   [--concurrency N ... | --request-rate R ...] [--repeats N] [--apply reload|restart]
+                  [--driver perf_analyzer|locust]
                   [--out RUN] [--slo-p99-ms MS] [--dry-run] [--file SWEEP.yaml]"""
 
 DESCRIPTION = """Measure every combination of model settings at every load level, and keep every point.
@@ -48,7 +50,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="run folder (default runs/sweep-TIMESTAMP); an existing one resumes")
     p.add_argument("--images", type=Path, help="folder of JPEG/PNG payloads (default: generated 640x480 JPEGs)")
     p.add_argument("--batch-size", type=int, help="client batch size (default 1)")
-    p.add_argument("--measurement-interval", type=int, help="perf_analyzer window in ms (default 2000)")
+    p.add_argument("--driver", choices=DRIVERS,
+                   help="load generator (default perf_analyzer); locust runs locustfiles/grpc.py headless, "
+                        "users = concurrency, for three windows")  # fmt: skip
+    p.add_argument("--measurement-interval", type=int, help="measurement window in ms (default 2000)")
     p.add_argument("--measurement-requests", type=int,
                    help="windows of this many requests instead of time (perf_analyzer's count_windows)")  # fmt: skip
     p.add_argument("--stability-percentage", type=int, help="perf_analyzer stability bound (default 10)")
@@ -132,6 +137,7 @@ def load_spec(ns: argparse.Namespace) -> LoadSpec:
         stability_percentage=ns.stability_percentage or 10,
         max_trials=ns.max_trials or 10,
         images=ns.images.resolve() if ns.images else None,
+        driver=ns.driver or "perf_analyzer",
     )
 
 

@@ -5,6 +5,7 @@ test process for gevent."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from perf import host
 from perf.gateway.process import GatewayProcess
 from perf.server import EmbeddedServer
 
-from .conftest import REPO
+from .conftest import REPO, perf_cli
 from .test_gateway import ensemble_calls
 
 ROOT = REPO.parent
@@ -162,3 +163,18 @@ def test_processes_share_the_load_of_one_command(server: EmbeddedServer, tmp_pat
     assert run.code == 0, run.output[-3000:]
     stats = run.stats()
     assert stats["Request Count"] > 20 and served(server) - before == stats["Request Count"]
+
+
+def test_a_sweep_driven_by_locust_writes_the_perf_analyzer_drivers_rows(tmp_path: Path) -> None:
+    run = tmp_path / "sweep"
+    out = perf_cli("sweep", "--driver", "locust", "--model", "ensemble_model", "--no-baseline",
+                   "--param", "classifier.instance_count", "--values", "1", "--concurrency", "1", "4",
+                   "--measurement-interval", "1000", "--out", str(run), timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    table = pd.read_csv(run / "results.csv")
+    assert table["status"].tolist() == ["ok", "ok"] and table["load_level"].tolist() == [1, 4]
+    assert (table["throughput"] > 10).all() and (table["p99_ms"] >= table["p50_ms"]).all()
+    assert table["throughput"][1] > table["throughput"][0], "four users get more done than one"
+    assert table["client_send_ms"].isna().all(), "perf_analyzer's own split stays empty"
+    assert (table["classifier.requests"] > 0).all(), "the server's side is observed as with perf_analyzer"
+    assert json.loads((run / "plan.json").read_text())["load"]["driver"] == "locust"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from perf import host
+from perf.drivers import DriverError
 from perf.tools import Tools
 
 # perf_analyzer CSV column (microseconds) -> our column (milliseconds).
@@ -36,7 +37,7 @@ LATENCY_COLUMNS = {
 LOAD_KINDS = ("concurrency", "request_rate")
 
 
-class PerfAnalyzerError(RuntimeError):
+class PerfAnalyzerError(DriverError):
     """perf_analyzer failed; the message carries its own explanation."""
 
 

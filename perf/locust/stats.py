@@ -29,9 +29,10 @@ from locust import events
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
+from perf.locust import PERF_CSV_SUFFIX
+
 TIME_UNIT = "us"
 PER_SECOND = 1_000_000  # response-time units per second
-PERF_CSV_SUFFIX = "_perf.csv"
 PERF_COLUMNS = ["Type", "Name", "Requests", "Request Bytes Avg", "Response Bytes Avg",
                 "Target Rate", "Achieved Rate", "Missed", "Time Unit"]  # fmt: skip
 
