@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -67,3 +68,25 @@ def test_synthetic_classes_differ_and_are_reproducible() -> None:
     again = [synthetic_image(label, np.random.default_rng(7), 120, 160) for label in range(len(CLASSES))]
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert len({img.tobytes() for img in first}) == len(CLASSES)
+
+
+def straightforward(row: np.ndarray) -> np.ndarray:
+    """The preprocessing as first written, one image at a time, step by step: the reference
+    the batched version must match."""
+    image = cv2.imdecode(row, cv2.IMREAD_COLOR)
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    resized = cv2.resize(rgb, (224, 224), interpolation=cv2.INTER_LINEAR)
+    return ((resized.astype(np.float32) / 255 - preprocess.MEAN) / preprocess.STD).transpose(2, 0, 1)
+
+
+def test_the_batched_preprocessing_matches_the_straightforward_one_for_every_image() -> None:
+    rng = np.random.default_rng(11)
+    images = [encode(synthetic_image(i % len(CLASSES), rng)) for i in range(24)]  # 640x480 JPEGs
+    images += [encode(synthetic_image(i, rng, h, w), ext) for i, (h, w, ext) in
+               enumerate([(100, 80, ".png"), (1080, 1920, ".jpg"), (224, 224, ".jpg"), (50, 700, ".png")])]  # fmt: skip
+    gray = cv2.cvtColor(synthetic_image(0, rng), cv2.COLOR_BGR2GRAY)
+    images.append(encode(gray))  # a greyscale JPEG decodes to three equal channels
+    batch = preprocess.preprocess_rows(read_and_pad_images(images))
+    for index, blob in enumerate(images):
+        expected = straightforward(np.frombuffer(blob, np.uint8))
+        np.testing.assert_allclose(batch[index], expected, rtol=1e-5, atol=1e-5, err_msg=f"image {index}")
