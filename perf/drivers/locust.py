@@ -30,30 +30,32 @@ class LocustError(DriverError):
     """Locust failed, or requests did: the message carries their errors."""
 
 
-def locustfile() -> Path:
+def locustfile(protocol: str = "grpc") -> Path:
+    """The repository's ``locustfiles/grpc.py`` or ``http.py``."""
     root = project_root()
     if root is None:
         raise LocustError("perf is not running from its checkout: locustfiles/ is not at hand")
-    return root / "locustfiles" / "grpc.py"
+    return root / "locustfiles" / f"{protocol}.py"
 
 
 @dataclass
 class Locust:
     """How to measure: the same settings apply to every level it runs."""
 
-    url: str  # Triton's gRPC HOST:PORT
+    url: str  # Triton's gRPC HOST:PORT (its HTTP URL for the http protocol)
     model: str
     images: Path | None = None  # a folder of JPEG/PNG; None: generated images
     images_per_request: int = 1
     window_ms: int = 2000
     timeout_s: float = 300
+    protocol: str = "grpc"  # or "http": the locustfile that runs
 
     def argv(self, level: float, kind: str, csv_prefix: Path, run_s: float) -> list[str]:
         # Users start within a tenth of a second: the level is measured, not the way up to it.
         users = ["-u", "1", "-r", "10", "--arrival-rate", f"{level:g}"] if kind == "request_rate" else \
             ["-u", f"{level:g}", "-r", f"{10 * level:g}"]  # fmt: skip
         return [
-            str(Path(sys.executable).parent / "locust"), "-f", str(locustfile()), "--headless", *users,
+            str(Path(sys.executable).parent / "locust"), "-f", str(locustfile(self.protocol)), "--headless", *users,
             "-t", f"{run_s:g}s", "--host", self.url, "--csv", str(csv_prefix), "--only-summary",
             "--model", self.model, "--images-per-request", str(self.images_per_request),
             *(["--images", str(self.images)] if self.images else []),
@@ -71,7 +73,7 @@ class Locust:
             prefix = Path(tmp) / "run"
             argv = self.argv(level, kind, prefix, run_s)
             try:
-                proc = subprocess.run(argv, cwd=locustfile().parent.parent, capture_output=True, text=True,
+                proc = subprocess.run(argv, cwd=locustfile(self.protocol).parent.parent, capture_output=True, text=True,
                                       timeout=self.timeout_s, check=False, preexec_fn=host.die_with_parent)  # fmt: skip
             except subprocess.TimeoutExpired:
                 raise LocustError(f"locust did not finish within {self.timeout_s:.0f} s") from None
