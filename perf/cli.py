@@ -43,6 +43,10 @@ HttpPort = Annotated[int, typer.Option("--http-port")]
 GrpcPort = Annotated[int, typer.Option("--grpc-port")]
 MetricsPort = Annotated[int, typer.Option("--metrics-port")]
 UrlOption = Annotated[str, typer.Option("--url", help="Triton's gRPC address, HOST:PORT.")]
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(help="Serve each model's configs/PROFILE.pbtxt (e.g. tuned) instead of its config.pbtxt."),
+]
 
 
 def _fail(error: Exception) -> None:
@@ -86,13 +90,13 @@ def doctor_command(
 
 def _make_server(
     mode: str, repo: Path | None, host: str, ports: Ports, models: list[str] | None, url: str | None,
-    gpus: list[int] | None, image: str | None,
+    gpus: list[int] | None, image: str | None, profile: str | None = None,
 ) -> TritonServer:  # fmt: skip
     if mode == "embedded":
-        return EmbeddedServer(_repo(repo), host=host, ports=ports, models_to_load=models or None)
+        return EmbeddedServer(_repo(repo), host=host, ports=ports, models_to_load=models or None, profile=profile)
     if mode == "docker":
         extra = {"image": image} if image else {}
-        return DockerServer(_repo(repo), host=host, ports=ports, gpus=gpus, **extra)
+        return DockerServer(_repo(repo), host=host, ports=ports, gpus=gpus, profile=profile, **extra)
     if mode == "remote":
         return RemoteServer.from_url(url or f"{host}:{ports.grpc}", ports.http, ports.metrics)
     raise ServerError(f"unknown mode {mode!r}: choose embedded, docker or remote")
@@ -120,10 +124,12 @@ def serve(
     image: Annotated[str | None, typer.Option(help="docker: Triton image.")] = None,
     print_command: Annotated[bool, typer.Option(help="docker: print the docker command and exit.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the server to be ready.")] = 180,
+    profile: ProfileOption = None,
 ) -> None:
     """Start Triton, wait until it is ready, and stay in the foreground until Ctrl-C or SIGTERM."""
     try:
-        server = _make_server(mode, repo, host, Ports(http_port, grpc_port, metrics_port), model, url, gpus, image)
+        ports = Ports(http_port, grpc_port, metrics_port)
+        server = _make_server(mode, repo, host, ports, model, url, gpus, image, profile)
         if print_command:
             if not isinstance(server, DockerServer):
                 raise ServerError("--print-command is for --mode docker")

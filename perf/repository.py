@@ -49,16 +49,23 @@ class Repository:
             )
 
 
-def open_repository(path: Path) -> Repository:
-    """Parse every config.pbtxt; each model's name must equal its folder's, as Triton requires."""
+def open_repository(path: Path, profile: str | None = None) -> Repository:
+    """Parse every model's config; each model's name must equal its folder's, as Triton requires.
+
+    A profile is Triton's own custom model configuration: ``MODEL/configs/PROFILE.pbtxt``,
+    what `tritonserver --model-config-name=PROFILE` serves; a model without that file keeps
+    its config.pbtxt."""
     path = Path(path).expanduser().resolve()
     if not path.is_dir():
         raise RepositoryError(f"model repository {path} does not exist or is not a folder")
     configs = {}
+    found = False
     for folder in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
         config_path = folder / "config.pbtxt"
         if not config_path.is_file():
             continue
+        if profile and (folder / "configs" / f"{profile}.pbtxt").is_file():
+            config_path, found = folder / "configs" / f"{profile}.pbtxt", True
         config = read_config(config_path)
         if config.name and config.name != folder.name:
             raise RepositoryError(
@@ -69,6 +76,12 @@ def open_repository(path: Path) -> Repository:
         configs[folder.name] = config
     if not configs:
         raise RepositoryError(f"{path} holds no model folder with a config.pbtxt")
+    if profile and not found:
+        known = sorted({p.stem for p in path.glob("*/configs/*.pbtxt")})
+        raise RepositoryError(
+            f"no model in {path} has a profile {profile!r} (configs/{profile}.pbtxt); "
+            f"profiles there: {', '.join(known) or 'none'}"
+        )
     return Repository(path, configs)
 
 
@@ -105,16 +118,18 @@ def emit_libtorch(repo: Repository, dst: Path) -> Repository:
         raise RepositoryError(f"{dst} is inside the source repository {repo.path}: choose another folder")
     convert = torchscript_models(repo)
     _copy(repo.path, dst, [])
-    configs = dict(repo.configs)
-    for name in convert:
+    configs = {}
+    for name, source in repo.configs.items():
         config = ModelConfig()
-        config.CopyFrom(repo.configs[name])
-        config.backend = ""
-        config.platform = "pytorch_libtorch"
-        for key in PYTHON_BACKEND_PARAMETERS:
-            config.parameters.pop(key, None)
-        for model_py in (dst / name).glob("*/model.py"):
-            model_py.unlink()
+        config.CopyFrom(source)
+        if name in convert:
+            config.backend = ""
+            config.platform = "pytorch_libtorch"
+            for key in PYTHON_BACKEND_PARAMETERS:
+                config.parameters.pop(key, None)
+            for model_py in (dst / name).glob("*/model.py"):
+                model_py.unlink()
+        # Every config is written: a profile's (configs/PROFILE.pbtxt) becomes the one served.
         write_config(config, dst / name / "config.pbtxt")
         configs[name] = config
     return Repository(dst, configs)

@@ -289,8 +289,9 @@ class EmbeddedServer(_LaunchedServer):
     """The tritonserver binary installed by ``perf setup``, serving a staged copy of ``repo``.
 
     Explicit model control, so a model can be reloaded with a new config without a restart.
-    ``models_to_load`` limits what loads at start (all by default); ``overrides`` replace
-    config.pbtxt files in the staged copy (a sweep's restart mode).
+    ``models_to_load`` limits what loads at start (all by default); ``profile`` serves each
+    model's configs/PROFILE.pbtxt where it has one; ``overrides`` replace config.pbtxt files
+    in the staged copy (a sweep's restart mode).
     """
 
     repo: Path
@@ -301,6 +302,7 @@ class EmbeddedServer(_LaunchedServer):
     tools_dir: Path | None = None
     extra_args: list[str] = field(default_factory=list)
     overrides: dict[str, ModelConfig] = field(default_factory=dict, repr=False)
+    profile: str | None = None  # serve MODEL/configs/PROFILE.pbtxt where a model has one
     staged: Repository | None = field(default=None, init=False, repr=False)
 
     def argv(self, tool: tools.Tools, repository: Path) -> list[str]:
@@ -325,7 +327,7 @@ class EmbeddedServer(_LaunchedServer):
 
     def start(self, timeout: float = 120) -> None:
         tool = tools.find(self.tools_dir)
-        source = open_repository(self.repo)
+        source = open_repository(self.repo, self.profile)
         if self.models_to_load:
             source.require(self.models_to_load)
         if self.workdir is None:
@@ -351,6 +353,7 @@ class DockerServer(_LaunchedServer):
     shm_size: str = "1g"
     workdir: Path | None = None
     pip_packages: tuple[str, ...] = DOCKER_PIP_PACKAGES
+    profile: str | None = None  # written as config.pbtxt into the served copy
 
     def argv(self, repository: Path) -> list[str]:
         gpu_args = []
@@ -379,7 +382,7 @@ class DockerServer(_LaunchedServer):
         """Write the libtorch copy of the repository and return the command that serves it."""
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="perf-docker-"))
-        emitted = emit_libtorch(open_repository(self.repo), self.workdir / "repository")
+        emitted = emit_libtorch(open_repository(self.repo, self.profile), self.workdir / "repository")
         return self.argv(emitted.path)
 
     def start(self, timeout: float = 600) -> None:
