@@ -29,16 +29,17 @@ class ApplyError(ValueError):
 @dataclass(frozen=True)
 class Change:
     model: str
-    path: Path  # the config.pbtxt in the user's repository
-    before: str
+    path: Path  # the file to write: config.pbtxt, or a profile's configs/PROFILE.pbtxt
+    before: str  # its text now; for a profile file not written yet, the config.pbtxt it starts from
     after: str
+    exists: bool = True
 
     def diff(self) -> str:
         return "".join(
             difflib.unified_diff(
                 self.before.splitlines(keepends=True),
                 self.after.splitlines(keepends=True),
-                f"{self.path} (now)",
+                f"{self.path} (now)" if self.exists else f"{self.path.parent.parent / 'config.pbtxt'} (its start)",
                 f"{self.path} (recommended)",
             )
         )
@@ -58,37 +59,41 @@ def winner_values(findings: Findings) -> dict[str, object]:
     return values
 
 
-def changes(findings: Findings, repo_path: Path) -> list[Change]:
-    """What would change in ``repo_path``: one entry per config.pbtxt whose text differs."""
+def changes(findings: Findings, repo_path: Path, profile: str | None = None) -> list[Change]:
+    """What would change in ``repo_path``: one entry per file whose text differs. With a
+    profile, the files are MODEL/configs/PROFILE.pbtxt, started from config.pbtxt where a
+    model has none yet."""
     repo = open_repository(repo_path)
     run = findings.run
     repo.require(run.models)
+    targets = {m: repo.path / m / "configs" / f"{profile}.pbtxt" if profile else repo.path / m / "config.pbtxt"
+               for m in run.models}  # fmt: skip
+    current = {m: read_config(t) if t.is_file() else repo.configs[m] for m, t in targets.items()}
     swept = [plan.Param(*_split(column, run.models), (value,)) for column, value in winner_values(findings).items()]
-    point = plan.make_point(
-        [(p, p.values[0]) for p in swept],
-        {m: repo.configs[m] for m in run.models},
-        run.model,
-        run.models[1:],
-    )
+    point = plan.make_point([(p, p.values[0]) for p in swept], current, run.model, run.models[1:])
     result = []
     for model, config in point.configs.items():
-        path = repo.path / model / "config.pbtxt"
-        before = path.read_text()
-        after = edit_text(before, config)
-        if format_config(read_config(path)) != format_config(config):
-            result.append(Change(model, path, before, after))
+        target = targets[model]
+        exists = target.is_file()
+        before = (target if exists else repo.path / model / "config.pbtxt").read_text()
+        if not exists or format_config(current[model]) != format_config(config):
+            result.append(Change(model, target, before, edit_text(before, config), exists))
     return result
 
 
-def write(changes_: list[Change], now: dt.datetime | None = None) -> list[Path]:
-    """Each original saved as config.pbtxt.TIMESTAMP.bak beside it, then the new text
-    written whole (a temporary file renamed over it): a crash leaves one or the other."""
+def write(changes_: list[Change], now: dt.datetime | None = None) -> list[Path | None]:
+    """Each existing file saved as NAME.TIMESTAMP.bak beside it, then the new text written
+    whole (a temporary file renamed over it): a crash leaves one or the other. A profile
+    file written for the first time has no backup (None)."""
     stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    backups = []
+    backups: list[Path | None] = []
     for change in changes_:
-        backup = change.path.with_name(f"config.pbtxt.{stamp}.bak")
-        backup.write_text(change.before)
-        tmp = change.path.with_name("config.pbtxt.tmp")
+        backup = None
+        if change.exists:
+            backup = change.path.with_name(f"{change.path.name}.{stamp}.bak")
+            backup.write_text(change.before)
+        change.path.parent.mkdir(exist_ok=True)
+        tmp = change.path.with_name(f"{change.path.name}.tmp")
         tmp.write_text(change.after)
         os.replace(tmp, change.path)
         backups.append(backup)
@@ -102,4 +107,3 @@ def _split(column: str, models: list[str]) -> tuple[str, str]:
         if column.startswith(model + "."):
             return model, column.removeprefix(model + ".")
     raise ApplyError(f"column {column!r} names none of the run's models {models}")
-

@@ -388,6 +388,9 @@ def apply_command(
     ] = None,
     slo: SloOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Write without asking.")] = False,
+    profile: Annotated[
+        str | None, typer.Option(help="Write MODEL/configs/PROFILE.pbtxt (a named profile) instead of config.pbtxt.")
+    ] = None,
 ) -> None:
     """Write the recommended config into the model repository, after showing the diff; the
     original stays beside it as config.pbtxt.TIMESTAMP.bak."""
@@ -396,7 +399,7 @@ def apply_command(
     try:
         found = _findings(run, slo)
         target = (repo or Path(found.run.metadata.get("repository") or reference_repository())).expanduser().resolve()
-        changes = apply.changes(found, target)
+        changes = apply.changes(found, target, profile)
     except (RunError, ConfigError, RepositoryError, apply.ApplyError) as error:
         _fail(error)
     _print_verdict(found)
@@ -412,7 +415,8 @@ def apply_command(
             console.print("nothing written")
             raise typer.Exit(1)
     for change, backup in zip(changes, apply.write(changes), strict=True):
-        console.print(f"wrote {change.path} (the original is in {backup.name})", highlight=False)
+        kept = f" (the original is in {backup.name})" if backup else ""
+        console.print(f"wrote {change.path}{kept}", highlight=False)
 
 
 @app.command(
