@@ -134,7 +134,9 @@ def test_the_open_loop_sends_at_the_target_rate_and_records_it(server: EmbeddedS
     assert served(server) - before == run.stats()["Request Count"] == perf["Requests"]
 
 
-def test_a_master_with_two_workers_counts_what_triton_served(server: EmbeddedServer, tmp_path: Path) -> None:
+def test_a_master_with_two_workers_counts_what_triton_served_at_the_open_loops_rate(
+    server: EmbeddedServer, tmp_path: Path
+) -> None:
     (port,) = host.free_ports(1)
     before = served(server)
     worker = [LOCUST, "-f", "locustfiles/grpc.py", "--worker", "--master-port", str(port)]
@@ -143,7 +145,8 @@ def test_a_master_with_two_workers_counts_what_triton_served(server: EmbeddedSer
     ]
     try:
         run = locust("grpc", server.grpc_url, tmp_path / "master", "--master", "--expect-workers", "2",
-                     "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), users=4)  # fmt: skip
+                     "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--arrival-rate", "40",
+                     users=4)  # fmt: skip
         assert run.code == 0, run.output[-3000:]
         for worker in workers:
             assert worker.wait(timeout=20) == 0
@@ -154,7 +157,9 @@ def test_a_master_with_two_workers_counts_what_triton_served(server: EmbeddedSer
                 worker.wait()
     stats = run.stats()
     assert stats["Request Count"] > 20 and served(server) - before == stats["Request Count"]
-    assert run.csv("perf").iloc[0]["Requests"] == stats["Request Count"], "workers' tallies reach the master"
+    perf = run.csv("perf").iloc[0]
+    assert perf["Requests"] == stats["Request Count"], "workers' tallies reach the master"
+    assert perf["Achieved Rate"] == pytest.approx(40, rel=0.1), "the rate is shared by all users of all workers"
 
 
 def test_processes_share_the_load_of_one_command(server: EmbeddedServer, tmp_path: Path) -> None:

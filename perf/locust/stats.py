@@ -108,6 +108,8 @@ TALLIES = Tallies()
 
 @events.init.add_listener
 def _install(environment: Environment, **_: object) -> None:
+    if not hasattr(locust.stats, "bucket_response_time"):  # the hook replaced an inline rounding in 2.4x
+        raise RuntimeError(f"perf needs a Locust with locust.stats.bucket_response_time, not {locust.__version__}")
     locust.stats.bucket_response_time = bucket_three_figures
     options = environment.parsed_options
     # Without a stop timeout Locust kills users mid-request at the end of a run: the server

@@ -15,11 +15,23 @@ from typing import Any, ClassVar
 
 import gevent
 from gevent.pool import Pool
-from locust import User, task
+from locust import User, events, task
+from locust.env import Environment
+from locust.runners import WorkerRunner
 
 import perf.locust.shapes  # noqa: F401  (registers the --shape option's listener)
 from perf.images import image_files, synthetic_set
 from perf.locust.stats import PER_SECOND, TALLIES
+
+# Workers receive the master's own options but not its -u: the open loop's users divide the
+# arrival rate by all users, so the master passes their number on under this name.
+USERS_IN_ALL = "perf_users_in_all"
+
+
+@events.test_start.add_listener
+def _pass_on_the_user_count(environment: Environment, **_: object) -> None:
+    if not isinstance(environment.runner, WorkerRunner) and environment.parsed_options is not None:
+        setattr(environment.parsed_options, USERS_IN_ALL, environment.parsed_options.num_users or 1)
 
 
 class RequestFailed(Exception):
@@ -81,7 +93,7 @@ class TritonUser(User):
         ]
         self.turn = 0
         self.request_name = self.name()
-        rate = options.arrival_rate / max(1, options.num_users or 1)
+        rate = options.arrival_rate / max(1, getattr(options, USERS_IN_ALL, None) or options.num_users or 1)
         self.interval = 1 / rate if rate > 0 else 0.0
         self.in_flight = Pool(options.max_in_flight) if self.interval else None
         self.connect(options.max_in_flight if self.interval else 1)
