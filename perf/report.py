@@ -209,7 +209,7 @@ def _meta(run: Run) -> dict[str, str]:
     levels = " ".join(f"{v:g}" for v in load["levels"])
     meta = run.metadata
     return {
-        "model": run.model,
+        "model": run.model + (f" (profile {run.plan['profile']})" if run.plan.get("profile") else ""),
         "load": f"{load['kind']} {levels}, {load['repeats']} repeat(s), driver {load.get('driver', 'perf_analyzer')}",
         "points": str(len(run.plan["points"])),
         "status": str(meta.get("status", "unknown")),

@@ -68,10 +68,11 @@ def columns(plan: Plan) -> list[str]:
     ]  # fmt: skip
 
 
-def plan_record(plan: Plan, load: LoadSpec, apply: str) -> dict[str, Any]:
+def plan_record(plan: Plan, load: LoadSpec, apply: str, profile: str | None = None) -> dict[str, Any]:
     """What identifies a run: resuming requires the same record."""
     return {
         "model": plan.model,
+        **({"profile": profile} if profile else {}),
         "params": {p.column: list(p.values) for p in plan.params},
         "points": [p.id for p in plan.points],
         "load": {
@@ -96,6 +97,7 @@ class Sweep:
     apply: str = "reload"
     server: TritonServer | None = None  # a remote server; None: perf runs an embedded one
     slo_p99_ms: float | None = None  # recorded for reports; the sweep measures every point anyway
+    profile: str | None = None  # the repository's configs/PROFILE.pbtxt are the baseline
     progress: Callable[[int, int, str], None] = lambda done, total, what: None
 
     def __post_init__(self) -> None:
@@ -188,6 +190,7 @@ class Sweep:
             ports=Ports(*host.free_ports(3)),
             models_to_load=self.plan.models,
             overrides=configs if self.apply == "restart" else {},
+            profile=self.profile,
         )
         self.server.start()
         if self.apply == "reload":

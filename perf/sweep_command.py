@@ -43,6 +43,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--file", type=Path, help="sweep file (YAML or TOML) with the same keys as these options")
     p.add_argument("--model", help="the model to measure (an ensemble's composing models are loaded with it)")
     p.add_argument("--repo", type=Path, help="model repository (default: the reference model_repo/); only read")
+    p.add_argument("--profile", help="start from each model's configs/PROFILE.pbtxt (e.g. tuned), not config.pbtxt")
     p.add_argument("--concurrency", type=int, nargs="+", help="closed-loop load levels (default 1 2 4)")
     p.add_argument("--request-rate", type=float, nargs="+", help="open-loop load levels, requests per second")
     p.add_argument("--repeats", type=int, help="measurements of each point and level (default 1; 3+ for CIs)")
@@ -144,7 +145,7 @@ def load_spec(ns: argparse.Namespace) -> LoadSpec:
 def main(args: list[str], console: Console) -> int:
     ns, pairs = options(args)
     repo_path = (ns.repo or reference_repository()).expanduser().resolve()
-    repo = open_repository(repo_path)
+    repo = open_repository(repo_path, ns.profile)
     remote = RemoteServer.from_url(ns.url) if ns.url else None
     gpu_count = len(host.gpus())
     the_plan = plan.build(ns.model, pairs, repo, gpu_count)
@@ -159,7 +160,7 @@ def main(args: list[str], console: Console) -> int:
         print_plan(the_plan, load, apply, estimate, console)
         return 0
     out = ns.out or Path("runs") / f"sweep-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    folder = results.RunFolder.open(out, plan_record(the_plan, load, apply), columns(the_plan))
+    folder = results.RunFolder.open(out, plan_record(the_plan, load, apply, ns.profile), columns(the_plan))
     console.print(
         f"{len(the_plan.points)} points x {len(load.levels)} levels x {load.repeats} repeats, "
         f"about {_minutes(estimate)}; results in {folder.path}",
@@ -172,7 +173,7 @@ def main(args: list[str], console: Console) -> int:
             bar.update(task, completed=done, total=total, **({"description": what} if what else {}))
 
         sweep = Sweep(the_plan, load, folder, repo_path, apply, server=remote, progress=progress,
-                      slo_p99_ms=ns.slo_p99_ms)  # fmt: skip
+                      slo_p99_ms=ns.slo_p99_ms, profile=ns.profile)  # fmt: skip
         if remote:
             remote.start()
         try:

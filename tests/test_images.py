@@ -28,8 +28,9 @@ def test_no_images_is_an_error() -> None:
 def test_padding_does_not_change_what_decodes() -> None:
     jpegs, _ = synthetic_set(2, seed=1)
     batch = read_and_pad_images([jpegs[0], jpegs[1] + b"\x00" * 5000])
-    alone = preprocess.preprocess(np.frombuffer(jpegs[0], np.uint8))
-    np.testing.assert_array_equal(preprocess.preprocess_rows(batch)[0], alone)
+    alone = read_and_pad_images([jpegs[0]])
+    np.testing.assert_array_equal(preprocess.preprocess_rows(batch)[0], preprocess.preprocess_rows(alone)[0])
+    np.testing.assert_array_equal(preprocess.preprocess(batch[0]), preprocess.preprocess(alone[0]))
 
 
 def test_preprocess_is_rgb_resized_scaled_and_normalized() -> None:
@@ -70,16 +71,8 @@ def test_synthetic_classes_differ_and_are_reproducible() -> None:
     assert len({img.tobytes() for img in first}) == len(CLASSES)
 
 
-def straightforward(row: np.ndarray) -> np.ndarray:
-    """The preprocessing as first written, one image at a time, step by step: the reference
-    the batched version must match."""
-    image = cv2.imdecode(row, cv2.IMREAD_COLOR)
-    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    resized = cv2.resize(rgb, (224, 224), interpolation=cv2.INTER_LINEAR)
-    return ((resized.astype(np.float32) / 255 - preprocess.MEAN) / preprocess.STD).transpose(2, 0, 1)
-
-
 def test_the_batched_preprocessing_matches_the_straightforward_one_for_every_image() -> None:
+    # preprocess() is the seed's step-by-step version, one image at a time: the reference.
     rng = np.random.default_rng(11)
     images = [encode(synthetic_image(i % len(CLASSES), rng)) for i in range(24)]  # 640x480 JPEGs
     images += [encode(synthetic_image(i, rng, h, w), ext) for i, (h, w, ext) in
@@ -88,5 +81,5 @@ def test_the_batched_preprocessing_matches_the_straightforward_one_for_every_ima
     images.append(encode(gray))  # a greyscale JPEG decodes to three equal channels
     batch = preprocess.preprocess_rows(read_and_pad_images(images))
     for index, blob in enumerate(images):
-        expected = straightforward(np.frombuffer(blob, np.uint8))
+        expected = preprocess.preprocess(np.frombuffer(blob, np.uint8))
         np.testing.assert_allclose(batch[index], expected, rtol=1e-5, atol=1e-5, err_msg=f"image {index}")

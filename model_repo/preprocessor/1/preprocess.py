@@ -3,11 +3,15 @@
 One row is the bytes of one JPEG or PNG, zero-padded by the client to the batch's longest
 row; JPEG and PNG decoders stop at their end marker, so the padding is never read.
 
-Decoding is most of the cost and is per image; everything after it works on the whole batch
-at once. Each image is resized straight into one uint8 batch (resizing works per channel,
-so it commutes with the BGR to RGB swap), and one pass per channel then swaps, scales,
-normalizes and lays out CHW into the output: no per-image float arrays, no colour
-conversion, no extra copies.
+Two implementations with the same output (to float tolerance):
+
+- ``preprocess``: one image, step by step, as the seed deployment did it: decode, BGR to
+  RGB, resize, scale, normalize, HWC to CHW. The reference, and the baseline profile's.
+- ``preprocess_rows``: a batch at once. Decoding is most of the cost and is per image;
+  everything after it works on the whole batch. Each image is resized straight into one
+  uint8 batch (resizing works per channel, so it commutes with the BGR to RGB swap), and one
+  multiply-add pass per channel then swaps, scales, normalizes and lays out CHW into the
+  output: no per-image float arrays, no colour conversion, no extra copies.
 """
 
 import cv2
@@ -67,7 +71,7 @@ def preprocess_rows(rows: np.ndarray) -> np.ndarray:
 
 def preprocess(row: np.ndarray) -> np.ndarray:
     """Bytes of one image to the classifier's input: FP32 [3, 224, 224], normalized RGB."""
-    try:
-        return preprocess_rows(row[None])[0]
-    except DecodeError as error:
-        raise DecodeError(str(error).removeprefix("row 0: ")) from None
+    rgb = cv2.cvtColor(decode(row), cv2.COLOR_BGR2RGB)
+    resized = cv2.resize(rgb, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+    scaled = resized.astype(np.float32) / np.float32(255)
+    return ((scaled - MEAN) / STD).transpose(2, 0, 1)
