@@ -148,3 +148,30 @@ def test_an_edit_adds_and_removes_whole_settings() -> None:
     assert text_format.Parse(edited, ModelConfig()) == config
     assert "dynamic_batching" not in edited and "# batching: tuned by hand" in edited
     assert edited.startswith('# what this model is for\nname: "m"  # the name\n')
+
+
+def repo_with_profile(tmp_path: Path) -> Path:
+    """A copy of the reference repository where only the classifier has a "fast" profile."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO, repo, ignore=shutil.ignore_patterns("model.pt"))
+    (repo / "classifier" / "configs").mkdir(exist_ok=True)
+    fast = (REPO / "classifier" / "config.pbtxt").read_text().replace("count: 2", "count: 1")
+    (repo / "classifier" / "configs" / "fast.pbtxt").write_text(fast)
+    return repo
+
+
+def test_a_profile_is_each_models_configs_file_where_it_has_one(tmp_path: Path) -> None:
+    repo = repo_with_profile(tmp_path)
+    profiled = open_repository(repo, "fast")
+    assert profiled.configs["classifier"].instance_group[0].count == 1
+    assert profiled.configs["preprocessor"] == open_repository(repo).configs["preprocessor"]
+    staged = stage(profiled, tmp_path / "staged", gpu_count=0)
+    assert read_config(tmp_path / "staged" / "classifier" / "config.pbtxt").instance_group[0].count == 1
+    emit_libtorch(profiled, tmp_path / "libtorch")
+    assert read_config(tmp_path / "libtorch" / "classifier" / "config.pbtxt").instance_group[0].count == 1
+    assert staged.configs["classifier"].instance_group[0].kind == KIND_CPU
+
+
+def test_an_unknown_profile_names_the_ones_there(tmp_path: Path) -> None:
+    with pytest.raises(RepositoryError, match=r"no model .* has a profile 'tunde'.*profiles there: fast"):
+        open_repository(repo_with_profile(tmp_path), "tunde")
