@@ -427,6 +427,9 @@ def sweep(ctx: typer.Context) -> None:
     """Measure every combination of model settings at every load level (perf sweep --help)."""
     from perf import sweep_command
 
+    # Ctrl-C must stop a sweep even when it was started from a script's background, where
+    # SIGINT arrives ignored and Python would leave it so.
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         code = sweep_command.main(ctx.args, console)
     except (*EXPECTED, PlanError, RunError, SweepError) as error:
