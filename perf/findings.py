@@ -23,9 +23,10 @@ class Findings:
     gain: analysis.Gain | None
     faults: pd.DataFrame  # the rows that did not measure: status and error
 
-    def label(self, point_id: str) -> str:
+    def label(self, point_id: str, column: str = "label") -> str:
+        """How plots name a point; ``column="setting"``: every swept setting, fixed ones too."""
         rows = self.curves.summary[self.curves.summary["point_id"] == point_id]
-        return str(rows["label"].iloc[0])
+        return str(rows[column].iloc[0])
 
     @property
     def winner_diff(self) -> str:

@@ -55,21 +55,32 @@ class Curves:
         return str(self.summary["load_kind"].iloc[0])
 
 
-def point_labels(summary: pd.DataFrame, param_columns: list[str]) -> pd.Series:
-    """``instance_count=2, preferred_batch_size=[16]``: the model prefix is dropped when
-    every parameter belongs to the same model; the repository's own config says so."""
-    models = {c.split(".", 1)[0] for c in param_columns}
-    short = {c: c.split(".", 1)[1] if len(models) == 1 and "." in c else c for c in param_columns}
+def point_labels(summary: pd.DataFrame, param_columns: list[str], varying_only: bool = True) -> pd.Series:
+    """``instance_count=2, preferred_batch_size=[16]``: each setting by the last part of its
+    path, after its model's name only when several models are swept. With ``varying_only``,
+    settings every swept point shares (a fixed ``--param``) are left out, so legends stay
+    short; the repository's own config says it is the baseline."""
+    grid = summary[~summary["is_baseline"].astype(bool)]
+    shown = [c for c in param_columns if not varying_only or grid.empty or grid[c].astype(str).nunique() > 1]
+    shown = shown or param_columns
+    models = {c.split(".", 1)[0] for c in shown}
+    short = {c: c if len(models) > 1 else c.split(".", 1)[-1] for c in shown}
+    short = {c: name.split(".", 1)[0] + "." + name.rsplit(".", 1)[-1] if len(models) > 1 else name.rsplit(".", 1)[-1]
+             for c, name in short.items()}  # fmt: skip
 
     def label(row: pd.Series) -> str:
-        text = ", ".join(f"{short[c]}={row[c]}" for c in param_columns)
+        text = ", ".join(f"{short[c]}={row[c]}" for c in shown)
         return f"baseline: {text}" if row["is_baseline"] else text
 
     return summary.apply(label, axis=1)
 
 
 def curves(name: str, summary: pd.DataFrame, param_columns: list[str]) -> Curves:
-    labelled = summary.assign(label=point_labels(summary, param_columns), level=summary["load_level"].astype(float))
+    labelled = summary.assign(
+        label=point_labels(summary, param_columns),
+        setting=point_labels(summary, param_columns, varying_only=False),
+        level=summary["load_level"].astype(float),
+    )
     return Curves(name, labelled.sort_values(["point", "level"] if "point" in labelled else ["level"]))
 
 
@@ -93,7 +104,8 @@ def _legend(fig: Figure, runs: list[Curves], colors: dict[str, str]) -> None:
 
 def _legend_below(fig: Figure, handles: list) -> None:
     """The figure grows by the legend's height, so the plots keep theirs."""
-    columns = 2 if len(handles) > 3 else len(handles)
+    longest = max(len(h.get_label()) for h in handles)
+    columns = 1 if longest > 70 else 2 if len(handles) > 3 else len(handles)
     legend_inches = 0.2 * math.ceil(len(handles) / columns) + 0.2
     fig.set_figheight(fig.get_figheight() + legend_inches)
     fig.legend(handles=handles, loc="lower center", ncols=columns, bbox_to_anchor=(0.5, 0.0))

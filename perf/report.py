@@ -127,7 +127,7 @@ def verdict(findings: Findings) -> dict[str, object]:
                 f"The top configs cannot be told apart: the runner-up {runner} is within noise "
                 f"(Welch t-test p = {rec.p_value:.2f}). Either will do; more repeats may separate them."
             )
-    return {"headline": f"Ship {findings.label(best.point_id)}", "lines": lines, "warnings": warnings}
+    return {"headline": f"Ship {findings.label(best.point_id, 'setting')}", "lines": lines, "warnings": warnings}
 
 
 def _faults(findings: Findings) -> list[dict[str, str]]:

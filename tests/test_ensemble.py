@@ -70,9 +70,12 @@ def test_a_zero_width_request_fails_with_the_reason(server: EmbeddedServer) -> N
         infer_rows(server, np.zeros((1, 0), np.uint8))
 
 
-def test_bad_requests_in_a_dynamic_batch_do_not_fail_the_good_ones(server: EmbeddedServer, labels: list[str]) -> None:
+@pytest.mark.parametrize("preprocessing", ["per_image", "batched"])
+def test_bad_requests_in_a_dynamic_batch_do_not_fail_the_good_ones(
+    server: EmbeddedServer, labels: list[str], preprocessing: str
+) -> None:
     """Many concurrent one-image requests, every third not an image: the dynamic batcher
-    groups them, and each resolves on its own merits."""
+    groups them, and each resolves on its own merits, in either implementation."""
     jpegs, truth = synthetic_set(30, seed=6)
     rows = [b"\xff\xd8 broken jpeg" if i % 3 == 0 else jpegs[i] for i in range(30)]
 
@@ -86,6 +89,7 @@ def test_bad_requests_in_a_dynamic_batch_do_not_fail_the_good_ones(server: Embed
     patient = server.model_config("preprocessor")
     # A long queue delay makes the batcher wait for company, so batches surely form.
     patient.dynamic_batching.max_queue_delay_microseconds = 200_000
+    patient.parameters["preprocessing"].string_value = preprocessing
     server.load_model("preprocessor", patient)
     log_start = server.log_path.stat().st_size
     with server.client() as client:
