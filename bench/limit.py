@@ -34,7 +34,7 @@ from perf.repository import open_repository, reference_repository
 from perf.server import EmbeddedServer, Ports
 
 IMAGES = 64
-LEVELS = (1, 2, 4, 6, 8, 12, 16)
+LEVELS = (2, 4, 6, 8, 12, 16)
 
 
 def _worker(batch: int, seconds: float, start: float, result: multiprocessing.Queue) -> None:

@@ -49,11 +49,13 @@ def sweep(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return perf_cli("sweep", *args, *FAST, timeout=timeout)
 
 
-def running_triton(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[EmbeddedServer]:
+def running_triton(
+    tmp_path_factory: pytest.TempPathFactory, name: str, profile: str | None = None
+) -> Iterator[EmbeddedServer]:
     """The reference ensemble on a real embedded Triton, for a fixture to yield from; checks
     that stopping it left no process."""
     workdir = tmp_path_factory.mktemp(name)
-    with EmbeddedServer(REPO, ports=free_ports(), workdir=workdir) as triton:
+    with EmbeddedServer(REPO, ports=free_ports(), workdir=workdir, profile=profile) as triton:
         yield triton
     assert processes_mentioning(str(workdir)) == []
 

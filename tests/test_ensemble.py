@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -13,6 +14,8 @@ from tritonclient.utils import InferenceServerException
 from perf.client import INPUT, OUTPUT, classify, infer_logits
 from perf.images import CLASSES, encode, read_and_pad_images, synthetic_image, synthetic_set
 from perf.server import EmbeddedServer
+
+from .conftest import running_triton
 
 MODEL = "ensemble_model"
 
@@ -115,3 +118,20 @@ def test_bad_requests_in_a_dynamic_batch_do_not_fail_the_good_ones(
         ]
     assert sum(executions) == 30
     assert max(executions) > 1, "images of different lengths share a batch (ragged batching)"
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    yield from running_triton(tmp_path_factory, "tuned", profile="tuned")
+
+
+def test_the_tuned_profile_answers_as_the_baseline_does(server: EmbeddedServer, tuned: EmbeddedServer) -> None:
+    """configs/tuned.pbtxt changes how the work is done (batched preprocessing, instances,
+    batching), never the answer."""
+    assert server.model_config("preprocessor").parameters["preprocessing"].string_value == "per_image"
+    assert tuned.model_config("preprocessor").parameters["preprocessing"].string_value == "batched"
+    jpegs, _ = synthetic_set(24, seed=31)
+    with server.client() as baseline, tuned.client() as fast:
+        expected = infer_logits(baseline, MODEL, jpegs, max_batch=8)
+        got = infer_logits(fast, MODEL, jpegs, max_batch=8)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
