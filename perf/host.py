@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
@@ -62,8 +61,12 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     return ports
 
 
-def die_with_parent(sig: signal.Signals = signal.SIGKILL) -> None:
-    """For ``preexec_fn``: the child gets ``sig`` when perf dies, even by SIGKILL, so no server
-    or load generator outlives the sweep that started it."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, sig)  # PR_SET_PDEATHSIG
+def die_with_parent(argv: list[str], sig: signal.Signals = signal.SIGKILL) -> list[str]:
+    """``argv`` run so that it gets ``sig`` when perf dies, even by SIGKILL: no server or load
+    generator outlives the sweep that started it. util-linux's setpriv sets the parent-death
+    signal and execs the command. (Not a ``preexec_fn``: Python code between fork and exec can
+    deadlock on a lock another thread held, such as a gRPC client's, and it did.)"""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return argv
+    return [setpriv, f"--pdeathsig={sig.name.removeprefix('SIG')}", "--", *argv]

@@ -7,7 +7,6 @@ so the rest of perf never asks which one it has.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import re
 import shutil
@@ -198,14 +197,13 @@ class _Process:
         self.kill_stragglers()  # of an earlier server in the same folder that was killed outright
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                self.argv,
+                # SIGTERM, not SIGKILL, when perf dies: Triton then stops its python stubs on its way out.
+                host.die_with_parent(self.argv, signal.SIGTERM),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,  # Ctrl-C reaches perf, which stops Triton in order
-                # SIGTERM, not SIGKILL: Triton then stops its python stubs on its way out.
-                preexec_fn=functools.partial(host.die_with_parent, signal.SIGTERM),
             )
 
     def alive(self) -> bool:

@@ -73,8 +73,8 @@ class Locust:
             prefix = Path(tmp) / "run"
             argv = self.argv(level, kind, prefix, run_s)
             try:
-                proc = subprocess.run(argv, cwd=locustfile(self.protocol).parent.parent, capture_output=True, text=True,
-                                      timeout=self.timeout_s, check=False, preexec_fn=host.die_with_parent)  # fmt: skip
+                proc = subprocess.run(host.die_with_parent(argv), cwd=locustfile(self.protocol).parent.parent,
+                                      capture_output=True, text=True, timeout=self.timeout_s, check=False)  # fmt: skip
             except subprocess.TimeoutExpired:
                 raise LocustError(f"locust did not finish within {self.timeout_s:.0f} s") from None
             stats_path = Path(f"{prefix}_stats.csv")

@@ -116,13 +116,12 @@ class PerfAnalyzer:
         csv_path = Path(argv[argv.index("-f") + 1])
         try:
             proc = subprocess.run(
-                argv,
+                host.die_with_parent(argv),
                 env=self.tools.perf_analyzer_env(),
                 capture_output=True,
                 text=True,
                 timeout=self.timeout_s,
                 check=False,
-                preexec_fn=host.die_with_parent,
             )
         except subprocess.TimeoutExpired:
             raise PerfAnalyzerError(f"perf_analyzer did not finish within {self.timeout_s:.0f} s") from None
