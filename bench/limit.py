@@ -82,6 +82,7 @@ def ceiling(batch: int, seconds: float) -> float:
 def served(profile: str | None, slo_ms: float, seconds: float, workdir: Path) -> tuple[float, dict]:
     """The best throughput under the SLO over LEVELS, and that level's measurement."""
     tool = tools.find()
+    workdir.mkdir(parents=True)
     data = write_input_data(synthetic_set(IMAGES, seed=0)[0], workdir / "input.json")
     best: tuple[float, dict] = (0.0, {})
     with EmbeddedServer(reference_repository(), ports=Ports(*host.free_ports(3)), workdir=workdir / "server",
