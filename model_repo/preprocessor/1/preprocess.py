@@ -73,5 +73,5 @@ def preprocess(row: np.ndarray) -> np.ndarray:
     """Bytes of one image to the classifier's input: FP32 [3, 224, 224], normalized RGB."""
     rgb = cv2.cvtColor(decode(row), cv2.COLOR_BGR2RGB)
     resized = cv2.resize(rgb, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
-    scaled = resized.astype(np.float32) / np.float32(255)
+    scaled = resized.astype(np.float32) * np.float32(1 / 255)
     return ((scaled - MEAN) / STD).transpose(2, 0, 1)
