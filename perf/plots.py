@@ -63,13 +63,15 @@ def point_labels(summary: pd.DataFrame, param_columns: list[str], varying_only: 
     grid = summary[~summary["is_baseline"].astype(bool)]
     shown = [c for c in param_columns if not varying_only or grid.empty or grid[c].astype(str).nunique() > 1]
     shown = shown or param_columns
-    models = {c.split(".", 1)[0] for c in shown}
-    short = {c: c if len(models) > 1 else c.split(".", 1)[-1] for c in shown}
-    short = {c: name.split(".", 1)[0] + "." + name.rsplit(".", 1)[-1] if len(models) > 1 else name.rsplit(".", 1)[-1]
-             for c, name in short.items()}  # fmt: skip
+    several_models = len({c.split(".", 1)[0] for c in shown}) > 1
+
+    def short(column: str) -> str:
+        model, _, path = column.partition(".")
+        name = path.rsplit(".", 1)[-1] or model
+        return f"{model}.{name}" if several_models else name
 
     def label(row: pd.Series) -> str:
-        text = ", ".join(f"{short[c]}={row[c]}" for c in shown)
+        text = ", ".join(f"{short(c)}={row[c]}" for c in shown)
         return f"baseline: {text}" if row["is_baseline"] else text
 
     return summary.apply(label, axis=1)

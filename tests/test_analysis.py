@@ -108,3 +108,22 @@ def test_the_grid_of_two_parameters_under_the_slo() -> None:
     assert grid.loc[1, 4] == 100 and grid.loc[1, 16] == 120 and grid.loc[2, 4] == 90
     assert math.isnan(grid.loc[2, 16])
     assert list(grid.index) == [1, 2] and list(grid.columns) == [4, 16]
+
+
+def test_configs_are_labelled_by_the_settings_that_vary() -> None:
+    from perf.plots import point_labels
+
+    summary = pd.DataFrame({
+        "is_baseline": [True, False, False],
+        "preprocessor.parameters.preprocessing": ["per_image", "batched", "batched"],
+        "classifier.instance_count": [2, 1, 2],
+        "preprocessor.instance_count": [1, 1, 1],
+    })  # fmt: skip
+    columns = list(summary.columns[1:])
+    # Only the classifier's count varies among the swept points: one model, so no model name.
+    assert point_labels(summary, columns).tolist() == [
+        "baseline: instance_count=2", "instance_count=1", "instance_count=2",
+    ]  # fmt: skip
+    assert point_labels(summary, columns, varying_only=False)[1] == (
+        "preprocessor.preprocessing=batched, classifier.instance_count=1, preprocessor.instance_count=1"
+    )
