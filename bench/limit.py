@@ -90,7 +90,7 @@ def served(profile: str | None, slo_ms: float, seconds: float, workdir: Path) ->
         models = ["ensemble_model", "preprocessor", "classifier"]
         window = int(seconds * 1000)
         analyzer = PerfAnalyzer(tool, server.grpc_url, "ensemble_model", data,
-                                measurement_interval_ms=window, stability_percentage=15, max_trials=6)  # fmt: skip
+                                measurement_interval_ms=window)  # fmt: skip
         for level in LEVELS:
             analyzer.warm_up(level)
             before = snapshot(server, models)

@@ -39,7 +39,6 @@ from perf.server import EmbeddedServer, Ports
 ENSEMBLE = "ensemble_model"
 TRIVIAL = "trivial"
 # On a shared 2-core machine perf_analyzer's default 10 % bound often never settles.
-PA_STABILITY = {"stability_percentage": 25, "max_trials": 10}
 TRIVIAL_CONFIG = """name: "trivial"
 backend: "python"
 max_batch_size: 8
@@ -135,7 +134,6 @@ def ensemble_throughput(args: argparse.Namespace, work: Path) -> list[str]:
                     ENSEMBLE,
                     input_data,
                     measurement_interval_ms=args.window,
-                    **PA_STABILITY,
                 ),
                 "locust_grpc": Locust(server.grpc_url, ENSEMBLE, args.images, window_ms=args.window),
             }
@@ -153,7 +151,7 @@ def client_cost(args: argparse.Namespace, work: Path) -> list[str]:
     with EmbeddedServer(repo, ports=Ports(*host.free_ports(3)), workdir=work / "trivial") as server:
         drivers: dict[str, Driver] = {
             "perf_analyzer": PerfAnalyzer(
-                tools.find(), server.grpc_url, TRIVIAL, input_data, measurement_interval_ms=args.window, **PA_STABILITY
+                tools.find(), server.grpc_url, TRIVIAL, input_data, measurement_interval_ms=args.window
             ),
             "locust_grpc": Locust(server.grpc_url, TRIVIAL, images, window_ms=args.window),
             "locust_http": Locust(server.http_url, TRIVIAL, images, window_ms=args.window, protocol="http"),

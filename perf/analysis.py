@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from scipy import stats
@@ -69,6 +70,36 @@ class Recommendation:
     distinguishable: bool | None  # None: too few repeats to tell
     p_value: float | None
     slo_p99_ms: float | None
+    race: dict[str, Any] | None = None  # a raced run: verdict, survivors, why the others left
+
+
+def at_levels(summary: pd.DataFrame, levels: dict[str, float]) -> pd.DataFrame:
+    """Each point's summary row at the level its load search chose (a searched run)."""
+    chosen = {(point, f"{level:g}") for point, level in levels.items()}
+    keep = [(p, str(lvl)) in chosen for p, lvl in zip(summary["point_id"], summary["load_level"], strict=True)]
+    return summary[keep]
+
+
+def from_race(summary: pd.DataFrame, race: dict[str, Any], slo_p99_ms: float | None) -> Recommendation:
+    """The race's winner, and the survivor closest behind it, at their searched levels."""
+    ranked = best_per_point(at_levels(summary, race["entrants"]), None)
+    choices = {r.point_id: Choice(r.point_id, str(r.load_level), r.throughput, r.throughput_ci, r.p99_ms)
+               for r in ranked.itertuples()}  # fmt: skip
+    best = choices.get(race["winner"]) if race.get("winner") else None
+    others = [p for p in ranked["point_id"] if p != race.get("winner") and p in race["survivors"]]
+    runner_up = choices[others[0]] if others else None
+    return Recommendation(best, runner_up, race["verdict"] == "clear", None, slo_p99_ms, race)
+
+
+def noise_floor(table: pd.DataFrame) -> float | None:
+    """The same config measured again at the same level: the pooled coefficient of variation
+    of throughput (None with no config measured twice). Differences below it are noise."""
+    ok = table[(table["status"] == "ok") & table["throughput"].notna()]
+    groups = [g["throughput"] for _, g in ok.groupby(["point_id", "load_level"]) if len(g) > 1]
+    if not groups:
+        return None
+    variance = sum(g.var(ddof=1) / g.mean() ** 2 * (len(g) - 1) for g in groups) / sum(len(g) - 1 for g in groups)
+    return math.sqrt(variance)
 
 
 def best_per_point(summary: pd.DataFrame, slo_p99_ms: float | None) -> pd.DataFrame:

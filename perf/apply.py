@@ -15,11 +15,13 @@ import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from perf import params, plan
 from perf.findings import Findings
 from perf.modelconfig import edit_text, format_config, read_config
 from perf.repository import open_repository
+from perf.results import Run
 
 
 class ApplyError(ValueError):
@@ -45,8 +47,9 @@ class Change:
         )
 
 
-def winner_values(findings: Findings) -> dict[str, object]:
-    """The recommended point's swept values, typed as the sweep used them."""
+def winner_values(findings: Findings) -> dict[str, Any]:
+    """The recommended point's swept values, typed as the sweep used them; a tied column whose
+    models differ (the baseline's) has ``{model: value}``."""
     best = findings.recommendation.best
     if best is None:
         slo = findings.slo_p99_ms
@@ -54,8 +57,12 @@ def winner_values(findings: Findings) -> dict[str, object]:
     row = findings.run.table[findings.run.table["point_id"] == best.point_id].iloc[0]
     values = {}
     for column in findings.run.param_columns:
-        _, path = _split(column, findings.run.models)
-        values[column] = params.coerce(path, params.parse_value(str(row[column])))
+        param = _param(column, findings.run)
+        value = params.parse_value(str(row[column]))
+        if _per_model(param, value):
+            values[column] = {m: params.coerce(param.path, v) for m, v in value.items()}
+        else:
+            values[column] = params.coerce(param.path, value)
     return values
 
 
@@ -69,8 +76,14 @@ def changes(findings: Findings, repo_path: Path, profile: str | None = None) -> 
     targets = {m: repo.path / m / "configs" / f"{profile}.pbtxt" if profile else repo.path / m / "config.pbtxt"
                for m in run.models}  # fmt: skip
     current = {m: read_config(t) if t.is_file() else repo.configs[m] for m, t in targets.items()}
-    swept = [plan.Param(*_split(column, run.models), (value,)) for column, value in winner_values(findings).items()]
-    point = plan.make_point([(p, p.values[0]) for p in swept], current, run.model, run.models[1:])
+    assignment: list[tuple[plan.Param, Any]] = []
+    for column, value in winner_values(findings).items():
+        param = _param(column, run)
+        if _per_model(param, value):
+            assignment += [(plan.Param(m, param.path, (v,)), v) for m, v in value.items()]
+        else:
+            assignment.append((param, value))
+    point = plan.make_point(assignment, current, run.model, run.models[1:])
     result = []
     for model, config in point.configs.items():
         target = targets[model]
@@ -100,10 +113,19 @@ def write(changes_: list[Change], now: dt.datetime | None = None) -> list[Path |
     return backups
 
 
-def _split(column: str, models: list[str]) -> tuple[str, str]:
-    """``classifier.dynamic_batching.preferred_batch_size`` -> (classifier, the field path);
-    model names may hold dots, so the longest model name that prefixes the column wins."""
-    for model in sorted(models, key=len, reverse=True):
+def _param(column: str, run: Run) -> plan.Param:
+    """The setting a column names (without values). A tied column, a bare name on an ensemble,
+    sets the models the run's plan lists for it; ``classifier.dynamic_batching.preferred_batch_size``
+    is (classifier, the field path): model names may hold dots, so the longest model name that
+    prefixes the column wins."""
+    if targets := run.plan.get("targets", {}).get(column):
+        return plan.Param(run.model, column, (), tuple(targets))
+    for model in sorted(run.models, key=len, reverse=True):
         if column.startswith(model + "."):
-            return model, column.removeprefix(model + ".")
-    raise ApplyError(f"column {column!r} names none of the run's models {models}")
+            return plan.Param(model, column.removeprefix(model + "."), ())
+    raise ApplyError(f"column {column!r} names none of the run's models {run.models}")
+
+
+def _per_model(param: plan.Param, value: Any) -> bool:
+    """Whether a tied column's value is one per model: the baseline's, where they differed."""
+    return bool(param.targets) and isinstance(value, dict) and set(value) == set(param.targets)

@@ -51,8 +51,16 @@ def find(run: Run, slo_p99_ms: float | None = None) -> Findings:
     if summary.empty:
         raise RunError(f"{run.path} has no successful measurement yet: nothing to report")
     curves = plots.curves(run.name, summary, run.param_columns)
-    ranked = analysis.best_per_point(curves.summary, slo)
-    recommendation = analysis.recommend(run.table, summary, slo)
-    gain = analysis.gain_over_baseline(run.table, summary, recommendation.best, slo) if recommendation.best else None
+    race = run.search.get("race")
+    if race:  # a searched run: each config at the level its search chose, the race's verdict
+        chosen, level_slo = analysis.at_levels(curves.summary, race["entrants"]), None
+        ranked = analysis.best_per_point(chosen, None)
+        recommendation = analysis.from_race(summary, race, slo)
+    else:
+        chosen, level_slo = summary, slo
+        ranked = analysis.best_per_point(curves.summary, slo)
+        recommendation = analysis.recommend(run.table, summary, slo)
+    best = recommendation.best
+    gain = analysis.gain_over_baseline(run.table, chosen, best, level_slo) if best else None
     faults = run.table[run.table["status"] != "ok"]
     return Findings(run, slo, curves, ranked, recommendation, gain, faults)

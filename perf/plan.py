@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from perf import params
+from perf import host, params, space
 from perf.modelconfig import KIND_GPU, ModelConfig, for_host, format_config
 from perf.repository import Repository
 
@@ -28,15 +28,23 @@ class PlanError(ValueError):
 
 @dataclass(frozen=True)
 class Param:
-    """A swept setting of one model: ``column`` is how it appears in the results table."""
+    """A swept setting: ``column`` is how it appears in the results table. A tied setting (a
+    bare name on an ensemble) gives every model of ``targets`` the same value in each point;
+    its ``model`` is the ensemble and its column the bare name."""
 
     model: str
     path: str
     values: tuple[Any, ...]
+    targets: tuple[str, ...] = ()
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The models whose configs the setting changes."""
+        return self.targets or (self.model,)
 
     @property
     def column(self) -> str:
-        return f"{self.model}.{self.path}"
+        return self.path if self.targets else f"{self.model}.{self.path}"
 
 
 @dataclass(frozen=True)
@@ -73,13 +81,33 @@ class Plan:
 def with_baseline(plan: Plan) -> Plan:
     """The plan with the repository's own config as a point: the reference every gain is
     measured against. Where a grid point has the same values, that point is the baseline."""
-    values = {p.column: params.read(plan.baseline[p.model], p.path) for p in plan.params}
+    values = {p.column: baseline_value(plan.baseline, p) for p in plan.params}
     ident = point_id(values)
     if any(point.id == ident for point in plan.points):
         points = [replace(point, baseline=point.id == ident) for point in plan.points]
     else:
         points = [Point(ident, values, {}, ("the repository's own config",), baseline=True), *plan.points]
     return replace(plan, points=points)
+
+
+def baseline_value(baseline: dict[str, ModelConfig], param: Param) -> Any:
+    """The repository's own value of a swept setting. A tied setting whose models differ has no
+    one value: it is ``{model: value}`` then (and the baseline a point of its own)."""
+    read = {m: params.read(baseline[m], param.path) for m in param.models}
+    first = next(iter(read.values()))
+    return first if all(v == first for v in read.values()) else read
+
+
+def default_model(repo: Repository) -> str:
+    """The model to measure when none is named: the repository's one top-level model, the one
+    no ensemble calls (for the reference repository, ``ensemble_model``)."""
+    called = {m for config in repo.configs.values() if is_ensemble(config) for m in composing_models(config)}
+    top = [name for name in repo.names if name not in called]
+    if len(top) != 1:
+        raise PlanError(
+            [f"{repo.path} has several top-level models ({', '.join(top or repo.names)}): pass --model NAME"]
+        )
+    return top[0]
 
 
 def composing_models(config: ModelConfig) -> list[str]:
@@ -90,15 +118,20 @@ def is_ensemble(config: ModelConfig) -> bool:
     return config.platform == "ensemble"
 
 
-def parse_param_args(args: list[str]) -> list[tuple[str, list[str]]]:
-    """``--param NAME --values V1 V2 ...`` pairs, in order, from raw command-line words."""
-    pairs: list[tuple[str, list[str]]] = []
+def parse_param_args(args: list[str]) -> list[tuple[str, list[str] | None]]:
+    """``--param NAME [--values V1 V2 ...]`` pairs, in order, from raw command-line words; a
+    NAME without --values has None, for values generated from the config and the host."""
+    pairs: list[tuple[str, list[str] | None]] = []
     i = 0
     while i < len(args):
-        if args[i] != "--param":
-            raise PlanError([f"expected --param NAME --values V1 V2 ..., got {args[i]!r}"])
-        if i + 2 >= len(args) or args[i + 2] != "--values":
-            raise PlanError([f"--param {args[i + 1] if i + 1 < len(args) else ''} needs --values after its name"])
+        if args[i] != "--param" or i + 1 >= len(args) or args[i + 1].startswith("--"):
+            raise PlanError([f"expected --param NAME [--values V1 V2 ...], got {' '.join(args[i : i + 2])!r}"])
+        if i + 2 >= len(args) or args[i + 2] == "--param":
+            pairs.append((args[i + 1], None))
+            i += 2
+            continue
+        if args[i + 2] != "--values":
+            raise PlanError([f"--param {args[i + 1]} needs --values after its name, or nothing to generate them"])
         j = i + 3
         while j < len(args) and args[j] != "--param":
             j += 1
@@ -109,36 +142,55 @@ def parse_param_args(args: list[str]) -> list[tuple[str, list[str]]]:
     return pairs
 
 
-def _target(name: str, model: str, repo: Repository, members: list[str]) -> tuple[str, str]:
-    """(model, path) for a user's parameter name, or PlanError naming the choices."""
+def _target(name: str, model: str, repo: Repository, members: list[str]) -> tuple[str, str, tuple[str, ...]]:
+    """(model, path, targets) for a user's parameter name, or PlanError naming the choices. A
+    bare name on an ensemble is tied: its targets are the composing models that have the setting."""
     head, _, rest = name.partition(".")
     if rest and head in repo.configs:
         if head != model and head not in members:
             choices = ", ".join([model, *members])
             raise PlanError([f"{name}: {head} is not part of {model} (choose among: {choices})"])
-        return head, rest
+        return head, rest, ()
     if head in repo.configs:
         raise PlanError([f"{name}: name a setting after the model, as {head}.max_batch_size"])
-    params.resolve(params.canonical_path(name))  # an unknown field is named before anything else
-    if is_ensemble(repo.configs[model]):
-        choices = " or ".join(f"{m}.{name}" for m in members)
+    path = params.canonical_path(name)
+    params.resolve(path)  # an unknown field is named before anything else
+    if not is_ensemble(repo.configs[model]):
+        return model, name, ()
+    targets = tuple(m for m in members if _has_setting(repo.configs[m], path))
+    if not targets:
         raise PlanError(
             [
-                f"{name}: {model} is an ensemble; say which model the setting is for: {choices} "
-                f"(or {model}.{name} for the ensemble itself)"
+                f"{name}: none of {model}'s composing models ({', '.join(members)}) has this setting; "
+                f"name the model, as {members[0]}.{name} (or {model}.{name} for the ensemble itself)"
             ]
         )
-    return model, name
+    return model, name, targets
+
+
+def _has_setting(config: ModelConfig, path: str) -> bool:
+    """Whether a tied setting reaches this composing model: the dynamic batcher's settings only
+    where it batches dynamically, max_batch_size where it batches at all, nothing of a nested
+    ensemble (which has no instances or batcher of its own)."""
+    if is_ensemble(config):
+        return False
+    if path.partition(".")[0] == "dynamic_batching":
+        return config.HasField("dynamic_batching")
+    if path == "max_batch_size":
+        return config.max_batch_size > 0
+    return True
 
 
 def build(
     model: str,
-    raw_params: list[tuple[str, list[Any]]],
+    raw_params: list[tuple[str, list[Any] | None]],
     repo: Repository,
     gpu_count: int,
+    cores: int | None = None,
 ) -> Plan:
     """Validate everything and expand the grid. Values may be strings from the command line
-    (read as YAML) or already-typed values from a sweep file."""
+    (read as YAML) or already-typed values from a sweep file; None generates them from the
+    models' configs, ``gpu_count`` and ``cores`` (default: the cores this process may use)."""
     repo.require([model])
     base = repo.configs[model]
     members = composing_models(base) if is_ensemble(base) else []
@@ -149,8 +201,12 @@ def build(
     for name, raw_values in raw_params:
         path = name
         try:
-            target, path = _target(name, model, repo, members)
-            values = [params.parse_value(v) if isinstance(v, str) else v for v in raw_values]
+            target, path, targets = _target(name, model, repo, members)
+            if raw_values is None:
+                configs = [repo.configs[m] for m in targets or (target,)]
+                values = space.generate(path, configs, gpu_count, host.cores() if cores is None else cores)
+            else:
+                values = [params.parse_value(v) if isinstance(v, str) else v for v in raw_values]
             typed = tuple(params.coerce(path, v) for v in values)
         except PlanError as error:
             problems.extend(error.problems)
@@ -159,12 +215,13 @@ def build(
             # The message names the field path; put the model the user wrote back in front.
             problems.append(f"{name.removesuffix(path)}{error}" if str(error).startswith(path) else str(error))
             continue
-        if any(p.column == f"{target}.{path}" for p in swept):
-            problems.append(f"{name} is given twice")
+        param = Param(target, path, typed, targets)
+        if twice := next((p for p in swept if _overlap(p, param)), None):
+            problems.append(f"{name} is given twice" + (f" (as {twice.column})" if twice.column != name else ""))
             continue
-        swept.append(Param(target, path, typed))
+        swept.append(param)
     if not raw_params:
-        problems.append("nothing to sweep: give at least one --param NAME --values ...")
+        problems.append("nothing to sweep: give at least one --param NAME [--values ...]")
     if problems:
         raise PlanError(problems)
     baseline = {m: for_host(repo.configs[m], gpu_count) for m in models}
@@ -184,6 +241,13 @@ def build(
     if problems:
         raise PlanError(problems)
     return Plan(model, models, swept, points, baseline)
+
+
+def _overlap(a: Param, b: Param) -> bool:
+    """Whether two swept settings set the same field of a model (``preferred_batch_size`` on an
+    ensemble and ``classifier.preferred_batch_size``): the grid would say two things of it."""
+    same_field = params.canonical_path(a.path) == params.canonical_path(b.path)
+    return same_field and bool(set(a.models) & set(b.models))
 
 
 def snake_product(lists: list[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
@@ -215,8 +279,9 @@ def make_point(
     `perf apply` writes back (from the repository's own configs)."""
     configs: dict[str, ModelConfig] = {}
     for param, value in assignment:
-        config = configs.setdefault(param.model, copy.deepcopy(baseline[param.model]))
-        params.apply(config, param.path, value)
+        for target in param.models:
+            config = configs.setdefault(target, copy.deepcopy(baseline[target]))
+            params.apply(config, param.path, value)
     notes = []
     if members:
         # An ensemble cannot batch more than what it calls: follow a lowered composing maximum.
@@ -275,7 +340,7 @@ class Timing:
     apply_restart: float = 8.0
     warmup: float = 2.0
     per_window_overhead: float = 0.3
-    typical_windows: float = 4.0
+    typical_windows: float = 3.0
 
 
 def estimate_seconds(

@@ -67,7 +67,9 @@ def point_labels(summary: pd.DataFrame, param_columns: list[str], varying_only: 
 
     def short(column: str) -> str:
         model, _, path = column.partition(".")
-        name = path.rsplit(".", 1)[-1] or model
+        if not path:  # a tied setting's bare name: it names no one model
+            return column
+        name = path.rsplit(".", 1)[-1]
         return f"{model}.{name}" if several_models else name
 
     def label(row: pd.Series) -> str:

@@ -114,6 +114,8 @@ def verdict(findings: Findings) -> dict[str, object]:
             f"{_percent(gain.ratio)} throughput over the baseline{interval}: the baseline gives "
             f"{gain.baseline.throughput:.1f} infer/s at {kind} {gain.baseline.load_level}."
         )
+    if rec.race is not None:
+        return _race_verdict(findings, lines)
     warnings = []
     if gain is not None and gain.low is not None and gain.low <= 0 <= gain.high:
         warnings.append("The gain over the baseline is within noise (its interval includes 0): "
@@ -128,6 +130,64 @@ def verdict(findings: Findings) -> dict[str, object]:
                 f"(Welch t-test p = {rec.p_value:.2f}). Either will do; more repeats may separate them."
             )
     return {"headline": f"Ship {findings.label(best.point_id, 'setting')}", "lines": lines, "warnings": warnings}
+
+
+def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
+    """A raced run's recommendation: how the winner won, what it was told apart from, and
+    what could not be, said as plainly as a clear win."""
+    rec = findings.recommendation
+    race, best = rec.race, rec.best
+    assert race is not None and best is not None
+    name = lambda point: findings.label(point, "setting")  # noqa: E731
+    others = [name(p) for p in race["survivors"] if p != best.point_id]
+    margin = f"{race['margin']:.0%}"
+    rounds = f"{race['rounds']} round{'s' if race['rounds'] != 1 else ''}"
+    headline = f"Ship {name(best.point_id)}"
+    warnings = []
+    if race["verdict"] == "clear":
+        lines.insert(0, f"The fastest: every other config was measured behind it at 95 % confidence "
+                        f"(Welch tests, Bonferroni-corrected) within {rounds} of racing.")  # fmt: skip
+    elif race["verdict"] == "equivalent":
+        lines.insert(0, f"Within {margin} of the best at 95 % confidence; {', '.join(others)} "
+                        f"{'is' if len(others) == 1 else 'are'} as fast and cost more (fewer instances, less memory, "
+                        f"a shorter queue delay and smaller batches count as cheaper).")  # fmt: skip
+    elif race["verdict"] == "alone":
+        lines.insert(0, "The only config with a load level that meets the SLO.")
+    else:
+        headline += " (the fastest measured; not separable)"
+        warnings.append(f"After {rounds} of racing, {', '.join(others)} could be neither told apart from it nor "
+                        f"shown within {margin} of it: raise --max-rounds or --margin to settle it.")  # fmt: skip
+    floor = analysis.noise_floor(findings.run.table)
+    if floor is not None:
+        lines.append(f"Noise floor: the same config measured again at the same level varies by {floor:.1%} "
+                     "(pooled coefficient of variation of throughput).")  # fmt: skip
+    if race.get("recheck") is not None:
+        drift = race["recheck"] / best.throughput - 1
+        lines.append(f"Measured once more at the end: {race['recheck']:.1f} infer/s ({_percent(drift)} from its mean).")
+        if floor is not None and abs(drift) > 3 * floor:
+            warnings.append(f"The machine drifted during the run: the winner's last measurement is {_percent(drift)} "
+                            "from its mean, over three times the noise floor.")  # fmt: skip
+    return {"headline": headline, "lines": lines, "warnings": warnings}
+
+
+def race_rows(findings: Findings) -> list[dict[str, str]]:
+    """Every config's way through the search: its level, and why it left the race."""
+    search, race = findings.run.search.get("load_search", {}), findings.recommendation.race or {}
+    labelled = set(findings.curves.summary["point_id"])
+    rows = []
+    for point, record in search.items():
+        if point == race.get("winner"):
+            outcome = f"won ({race['verdict']})"
+        elif point in race.get("dropped", {}):
+            outcome = "dropped, " + race["dropped"][point]
+        elif point in race.get("survivors", []):
+            outcome = "survived: as fast, costs more" if race["verdict"] == "equivalent" else "survived: not separable"
+        else:
+            outcome = "no level: " + record["reason"]
+        label = findings.label(point) if point in labelled else point
+        level = "" if record["level"] is None else f"concurrency {record['level']}"
+        rows.append({"label": label, "level": level, "outcome": outcome})
+    return rows
 
 
 def _faults(findings: Findings) -> list[dict[str, str]]:
@@ -162,6 +222,7 @@ def write_report(findings: Findings) -> Path:
         verdict=verdict(findings),
         diff=findings.winner_diff,
         ranked=_ranked_rows(findings),
+        race=race_rows(findings) if findings.recommendation.race else [],
         images=images,
         faults=_faults(findings),
         apply_command=apply_command(findings),
@@ -206,11 +267,15 @@ def side_by_side(a: Findings, b: Findings) -> list[dict[str, str]]:
 
 def _meta(run: Run) -> dict[str, str]:
     load = run.plan["load"]
-    levels = " ".join(f"{v:g}" for v in load["levels"])
+    if isinstance(load["levels"], list):
+        levels = f"{load['kind']} {' '.join(f'{v:g}' for v in load['levels'])}, {load['repeats'] or 1} repeat(s)"
+    else:
+        then = f"{load['repeats']} measurements each" if load["repeats"] else f"raced (margin {load['margin']:.0%})"
+        levels = f"concurrency searched, then {then}"
     meta = run.metadata
     return {
         "model": run.model + (f" (profile {run.plan['profile']})" if run.plan.get("profile") else ""),
-        "load": f"{load['kind']} {levels}, {load['repeats']} repeat(s), driver {load.get('driver', 'perf_analyzer')}",
+        "load": f"{levels}, driver {load.get('driver', 'perf_analyzer')}",
         "points": str(len(run.plan["points"])),
         "status": str(meta.get("status", "unknown")),
         "started": str(meta.get("started_at", "")),

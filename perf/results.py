@@ -4,6 +4,7 @@
     RUN/plan.json            what was asked (model, parameters, load), to resume the same run
     RUN/metadata.json        versions, host, GPUs, command line, times, status
     RUN/configs/POINT/MODEL/config.pbtxt   the exact config of every point
+    RUN/search.json          what the search decided and why (levels found, the race)
 
 Rows are appended whole, one write each, and flushed: a sweep killed at any moment leaves a
 table that a resumed run continues without duplicating or losing a row.
@@ -15,7 +16,7 @@ import csv
 import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import pandas as pd
 
 from perf.modelconfig import ModelConfig, read_config, write_config
 
-RESULTS, PLAN, METADATA, CONFIGS = "results.csv", "plan.json", "metadata.json", "configs"
+RESULTS, PLAN, METADATA, CONFIGS, SEARCH = "results.csv", "plan.json", "metadata.json", "configs", "search.json"
 KEY = ("point_id", "load_level", "repeat")
 
 
@@ -71,11 +72,10 @@ class RunFolder:
             plan_path.write_text(json.dumps(plan, indent=2))
         return cls(path, columns)
 
-    def done(self, statuses: tuple[str, ...]) -> set[tuple[str, str, int]]:
-        """Keys of the rows recorded with one of ``statuses``."""
-        table = self.table()
-        table = table[table["status"].isin(statuses)]
-        return {(str(r.point_id), str(r.load_level), int(r.repeat)) for r in table.itertuples()}
+    def rows_by_key(self) -> dict[tuple[str, str, int], dict[str, Any]]:
+        """Every recorded row by its key (point, load level, repeat), for a resumed run."""
+        table = self.table().astype(object).where(lambda t: t.notna(), None)
+        return {(str(r["point_id"]), str(r["load_level"]), int(r["repeat"])): r for r in table.to_dict("records")}
 
     def append(self, row: dict[str, Any]) -> None:
         unknown = set(row) - set(self.columns)
@@ -102,9 +102,16 @@ class RunFolder:
             write_config(config, target)
 
     def write_metadata(self, metadata: dict[str, Any]) -> None:
-        tmp = self.path / (METADATA + ".tmp")
-        tmp.write_text(json.dumps(metadata, indent=2, default=str))
-        tmp.replace(self.path / METADATA)
+        self._write_json(METADATA, metadata)
+
+    def write_search(self, record: dict[str, Any]) -> None:
+        self._write_json(SEARCH, record)
+
+    def _write_json(self, name: str, data: dict[str, Any]) -> None:
+        """Whole or not at all: a temporary file renamed over the old one."""
+        tmp = self.path / (name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        tmp.replace(self.path / name)
 
     def metadata(self) -> dict[str, Any]:
         path = self.path / METADATA
@@ -125,6 +132,7 @@ class Run:
     table: pd.DataFrame
     plan: dict[str, Any]
     metadata: dict[str, Any]
+    search: dict[str, Any] = field(default_factory=dict)  # search.json: levels found, the race
 
     @property
     def name(self) -> str:
@@ -156,4 +164,5 @@ def read_run(path: Path) -> Run:
     if missing:
         raise RunError(f"{path} is not a sweep's run folder (no {' or '.join(missing)}): give the --out of a sweep")
     folder = RunFolder(path, [])
-    return Run(path, folder.table(), json.loads((path / PLAN).read_text()), folder.metadata())
+    search = json.loads((path / SEARCH).read_text()) if (path / SEARCH).is_file() else {}
+    return Run(path, folder.table(), json.loads((path / PLAN).read_text()), folder.metadata(), search)

@@ -1,24 +1,27 @@
-"""The sweep loop: apply each point, load it at every level, observe, record a row.
+"""The sweep loop: a strategy proposes trials (a config at a load level); the loop applies the
+config, loads it, observes the server, records a row, and tells the strategy the outcome.
 
 Faults are rows too: a variant Triton refuses, a server that dies mid-point, a measurement
 that fails. The loop records them and goes on; Ctrl-C stops it with what finished recorded,
-and the same command later resumes where it stopped.
+and the same command later resumes: the recorded rows are replayed through a fresh strategy,
+which so arrives where the interrupted one stood, and only what is new is measured.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
+import math
 import platform
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from perf import __version__, host, params, tools
+from perf import __version__, host, params, search, tools
 from perf.drivers import Driver, DriverError
 from perf.drivers.locust import Locust
 from perf.drivers.perf_analyzer import LATENCY_COLUMNS, PerfAnalyzer, write_input_data
@@ -27,6 +30,9 @@ from perf.modelconfig import ModelConfig
 from perf.observe import RESOURCE_COLUMNS, ResourceSampler, breakdown, breakdown_columns, snapshot
 from perf.plan import Plan, Point
 from perf.results import RunFolder
+from perf.search.compose import strategy
+from perf.search.cost import cost
+from perf.search.race import MARGIN, MAX_ROUNDS
 from perf.server import EmbeddedServer, Ports, ServerError, TritonServer
 
 # Rows' status: measured; Triton refused the variant; the server died; the measurement failed.
@@ -43,15 +49,15 @@ class LoadSpec:
     """How every point is loaded and measured."""
 
     kind: str = "concurrency"  # or "request_rate"
-    levels: tuple[float, ...] = (1, 2, 4)
-    repeats: int = 1
+    levels: tuple[float, ...] | None = None  # None: each config's concurrency is searched
+    repeats: int | None = None  # None: 1 at given levels; a race after a load search
     batch_size: int = 1
-    window_ms: int = 2000
+    window_ms: int = 1000
     window_requests: int | None = None  # count windows instead of time windows
-    stability_percentage: int = 10
-    max_trials: int = 10
     images: Path | None = None  # a folder of JPEG/PNG; None: a generated set
     driver: str = "perf_analyzer"  # or "locust" (see perf.drivers)
+    margin: float = MARGIN  # racing: throughputs within this fraction are equivalent
+    max_rounds: int = MAX_ROUNDS  # racing: rounds before survivors are declared not separable
 
     def level_label(self, level: float) -> str:
         return f"{level:g}"
@@ -61,8 +67,8 @@ def columns(plan: Plan) -> list[str]:
     """The table's columns, fixed by the plan: one per variable."""
     return [
         "point_id", "point", "is_baseline", *(p.column for p in plan.params),
-        "load_kind", "load_level", "repeat", "status", "error",
-        "throughput", *LATENCY_COLUMNS.values(),
+        "load_kind", "load_level", "repeat", "phase", "status", "error", "note",
+        "throughput", *LATENCY_COLUMNS.values(), "requests", "windows", "throughput_sd",
         *breakdown_columns(plan.models), *RESOURCE_COLUMNS,
         "apply", "apply_s", "started_at", "duration_s",
     ]  # fmt: skip
@@ -70,17 +76,18 @@ def columns(plan: Plan) -> list[str]:
 
 def plan_record(plan: Plan, load: LoadSpec, apply: str, profile: str | None = None) -> dict[str, Any]:
     """What identifies a run: resuming requires the same record."""
+    targets = {p.column: list(p.targets) for p in plan.params if p.targets}  # the models of each tied column
     return {
         "model": plan.model,
         **({"profile": profile} if profile else {}),
         "params": {p.column: list(p.values) for p in plan.params},
+        **({"targets": targets} if targets else {}),
         "points": [p.id for p in plan.points],
         "load": {
-            "kind": load.kind, "levels": list(load.levels), "repeats": load.repeats, "batch_size": load.batch_size,
-            "window_ms": load.window_ms, "window_requests": load.window_requests,
-            "stability_percentage": load.stability_percentage,
-            "max_trials": load.max_trials, "images": str(load.images) if load.images else None,
-            "driver": load.driver,
+            "kind": load.kind, "levels": list(load.levels) if load.levels else "searched", "repeats": load.repeats,
+            "batch_size": load.batch_size, "window_ms": load.window_ms, "window_requests": load.window_requests,
+            "images": str(load.images) if load.images else None, "driver": load.driver,
+            **({"margin": load.margin, "max_rounds": load.max_rounds} if not load.levels else {}),
         },
         "apply": apply,
     }  # fmt: skip
@@ -103,25 +110,35 @@ class Sweep:
     def __post_init__(self) -> None:
         self.tools = tools.find()
         self._own_server = self.server is None
+        self._applied: str | None = None  # the point whose config the server has now
+        self._refused: dict[str, str] = {}  # points Triton refused in this run: why
+        self._apply_s = 0.0
+        self._load: Driver | None = None
 
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> None:
-        done = self.folder.done(statuses=(OK, REFUSED, CRASHED))  # a failed measurement is tried again
-        todo = [(p, lvl, r) for p, lvl, r in self._measurements() if (p.id, self.load.level_label(lvl), r) not in done]
-        total = len(self.plan.points) * len(self.load.levels) * self.load.repeats
-        count = total - len(todo)
-        self.progress(count, total, "resuming" if count else "starting")
+        """Measure what the strategy proposes until it is done; rows already recorded (a
+        resumed run) are told to it again instead of being measured."""
+        recorded = self.folder.rows_by_key()
+        self.strategy = self._strategy()
+        count = 0
         metadata = self._metadata(status="running")
         self.folder.write_metadata(metadata)  # a run killed outright still says what it was
         try:
             for point in self.plan.points:
                 self.folder.write_configs(point.id, self.plan.configs_of(point))
-            for point in self.plan.points:
-                work = [(lvl, r) for p, lvl, r in todo if p.id == point.id]
-                if not work:
-                    continue
-                count = self._run_point(point, work, count, total)
+            while trials := self.strategy.propose():
+                for i, trial in enumerate(trials):
+                    row = recorded.get((trial.point_id, self.load.level_label(trial.level), trial.repeat))
+                    if row is None:
+                        total = count + len(trials) - i + self.strategy.estimate()
+                        self.progress(count, total, self._describe(trial))
+                        row = self._run_trial(trial)
+                    self.strategy.tell(trial, outcome(row))
+                    count += 1
+                    self.progress(count, count + len(trials) - i - 1 + self.strategy.estimate(), "")
+                self.folder.write_search(self.strategy.record())
             metadata["status"] = "finished"
         except KeyboardInterrupt:
             metadata["status"] = "interrupted"
@@ -133,38 +150,38 @@ class Sweep:
                 self.server.stop()
                 self.server = None
 
-    def _measurements(self) -> Iterator[tuple[Point, float, int]]:
-        for point in self.plan.points:
-            for level in self.load.levels:
-                for repeat in range(self.load.repeats):
-                    yield point, level, repeat
+    def _strategy(self) -> search.Strategy:
+        costs = {p.id: cost({m: p.configs.get(m, self.plan.baseline[m]) for m in self.plan.models})
+                 for p in self.plan.points}  # fmt: skip
+        return strategy([p.id for p in self.plan.points], self.load.levels, self.load.repeats, self.slo_p99_ms, costs,
+                        self.load.margin, self.load.max_rounds)  # fmt: skip
 
-    def _run_point(self, point: Point, work: list[tuple[float, int]], count: int, total: int) -> int:
-        started = time.perf_counter()
-        try:
-            self._apply(point)
-        except ServerError as error:
-            crashed = self.server is not None and not self.server.alive()
-            status, message = (
-                (CRASHED, f"{error}; Triton exited: {self._log_summary()}") if crashed else (REFUSED, str(error))
-            )
-            for level, repeat in work:
-                self._record(point, level, repeat, status, message)
-                count += 1
-                self.progress(count, total, f"{point.id} {status}")
-            if crashed:
+    def _describe(self, trial: search.Trial) -> str:
+        index = next(i for i, p in enumerate(self.plan.points) if p.id == trial.point_id)
+        return f"{trial.phase}: point {index + 1}/{len(self.plan.points)} {self.load.kind} {trial.level:g}"
+
+    def _run_trial(self, trial: search.Trial) -> dict[str, Any]:
+        """Apply the trial's config if another is live, warm it up, and measure: the row."""
+        point = next(p for p in self.plan.points if p.id == trial.point_id)
+        if point.id in self._refused:
+            return self._record(point, trial, REFUSED, self._refused[point.id])
+        if self._applied != point.id:
+            started = time.perf_counter()
+            try:
+                self._apply(point)
+            except ServerError as error:
+                crashed = self.server is not None and not self.server.alive()
+                if not crashed:
+                    self._refused[point.id] = str(error)
+                    return self._record(point, trial, REFUSED, str(error))
+                row = self._record(point, trial, CRASHED, f"{error}; Triton exited: {self._log_summary()}")
                 self._recover(None)
-            return count
-        apply_s = time.perf_counter() - started
-        driver = self._driver()
-        driver.warm_up(work[0][0], self.load.kind)
-        for level, repeat in work:
-            self.progress(count, total, f"point {self.plan.points.index(point) + 1}/{len(self.plan.points)} "
-                                        f"{self.load.kind} {level:g} repeat {repeat + 1}")  # fmt: skip
-            self._measure(point, level, repeat, driver, apply_s)
-            count += 1
-            self.progress(count, total, "")
-        return count
+                return row
+            self._apply_s = time.perf_counter() - started
+            self._applied = point.id
+            self._load = self._driver()
+            self._load.warm_up(trial.level, self.load.kind)
+        return self._measure(point, trial)
 
     # -- apply ---------------------------------------------------------------------------
 
@@ -202,7 +219,7 @@ class Sweep:
         assert self.server is not None
         for model, intended in configs.items():
             live = self.server.model_config(model)
-            paths = [p.path for p in self.plan.params if p.model == model] + ["max_batch_size"]
+            paths = [p.path for p in self.plan.params if model in p.models] + ["max_batch_size"]
             # A value left at its default ([], 0, false) is Triton's to fill (an empty
             # preferred_batch_size reads back as [max_batch_size]).
             wrong = [
@@ -231,8 +248,6 @@ class Sweep:
             batch_size=self.load.batch_size,
             measurement_interval_ms=self.load.window_ms,
             measurement_requests=self.load.window_requests,
-            stability_percentage=self.load.stability_percentage,
-            max_trials=self.load.max_trials,
         )
 
     def _input_data(self) -> Path | None:
@@ -251,31 +266,30 @@ class Sweep:
             write_input_data(blobs, path, config.input[0].name)
         return path
 
-    def _measure(self, point: Point, level: float, repeat: int, driver: Driver, apply_s: float) -> None:
-        assert self.server is not None
+    def _measure(self, point: Point, trial: search.Trial) -> dict[str, Any]:
+        assert self.server is not None and self._load is not None
         started_at, started = _now(), time.perf_counter()
         before = snapshot(self.server, self.plan.models)
         sampler = ResourceSampler(self.server.pid, self.server.metrics_url if host.gpus() else None)
         try:
             with sampler:
-                measured = driver.run(level, self.load.kind)
+                measured = self._load.run(trial.level, self.load.kind)
         except DriverError as error:
             if self.server.alive():
-                self._record(point, level, repeat, FAILED, str(error), started_at=started_at)
-                return
+                return self._record(point, trial, FAILED, str(error), started_at=started_at)
             crash = f"{error}; Triton exited: {self._log_summary()}"
-            self._record(point, level, repeat, CRASHED, crash, started_at=started_at)
+            row = self._record(point, trial, CRASHED, crash, started_at=started_at)
             self._recover(point)
-            return
+            return row
         after = snapshot(self.server, self.plan.models)
-        row = {
+        values = {
             **{k: v for k, v in measured.items() if k not in ("concurrency", "request_rate")},
             **breakdown(before, after),
             **sampler.result(),
-            "apply_s": round(apply_s, 3),
+            "apply_s": round(self._apply_s, 3),
             "duration_s": round(time.perf_counter() - started, 3),
         }
-        self._record(point, level, repeat, OK, "", started_at=started_at, **row)
+        return self._record(point, trial, OK, "", started_at=started_at, **values)
 
     def _recover(self, point: Point | None) -> None:
         """After a crash: a fresh server (with ``point`` applied, to finish its levels), so the
@@ -285,9 +299,12 @@ class Sweep:
         if self.server is not None:
             self.server.stop()  # whatever the dead server left behind
         self.server = None
+        self._applied = None
         if point is not None:
             try:
                 self._apply(point)
+                self._applied = point.id
+                self._load = self._driver()
             except ServerError:
                 self.server = None  # the next point starts one again
 
@@ -295,20 +312,23 @@ class Sweep:
         summary = getattr(self.server, "log_summary", None)
         return summary() if summary else "(remote server: no log)"
 
-    def _record(self, point: Point, level: float, repeat: int, status: str, error: str, **values: Any) -> None:
-        self.folder.append({
+    def _record(self, point: Point, trial: search.Trial, status: str, error: str, **values: Any) -> dict[str, Any]:
+        row = {
             "point_id": point.id,
             "point": self.plan.points.index(point),
             "is_baseline": point.baseline,
             **point.values,
             "load_kind": self.load.kind,
-            "load_level": self.load.level_label(level),
-            "repeat": repeat,
+            "load_level": self.load.level_label(trial.level),
+            "repeat": trial.repeat,
+            "phase": trial.phase,
             "status": status,
             "error": error,
             "apply": self.apply,
             **values,
-        })  # fmt: skip
+        }  # fmt: skip
+        self.folder.append(row)
+        return row
 
     def _metadata(self, status: str) -> dict[str, Any]:
         previous = self.folder.metadata()
@@ -323,6 +343,17 @@ class Sweep:
             "repository": str(self.repo),
             "slo_p99_ms": self.slo_p99_ms,
         }
+
+
+def outcome(row: dict[str, Any]) -> search.Outcome:
+    """What a strategy learns from a row, measured now or read back from the table."""
+
+    def number(name: str) -> float:
+        value = row.get(name)
+        return math.nan if value is None or value == "" else float(value)
+
+    return search.Outcome(str(row["status"]), number("throughput"), number("p99_ms"), number("server_rss_mb"),
+                          str(row.get("error") or ""))  # fmt: skip
 
 
 def _versions(tool: tools.Tools) -> dict[str, str]:

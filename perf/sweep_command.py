@@ -16,14 +16,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from perf import analysis, host, plan, results
+from perf import findings, host, plan, report, results
 from perf.drivers import DRIVERS
 from perf.drivers.perf_analyzer import LOAD_KINDS
 from perf.repository import open_repository, reference_repository
+from perf.search.race import MARGIN, MAX_ROUNDS
 from perf.server import RemoteServer
 from perf.sweep import LoadSpec, Sweep, columns, plan_record
 
-USAGE = """perf sweep --model MODEL --param NAME --values V1 V2 ... [--param NAME --values ...]
+USAGE = """perf sweep [--model MODEL] --param NAME [--values V1 V2 ...] [--param NAME [--values ...]]
                   [--concurrency N ... | --request-rate R ...] [--repeats N] [--apply reload|restart]
                   [--driver perf_analyzer|locust]
                   [--out RUN] [--slo-p99-ms MS] [--dry-run] [--file SWEEP.yaml]"""
@@ -33,7 +34,9 @@ DESCRIPTION = """Measure every combination of model settings at every load level
 NAME is a short name (instance_count, kind, gpus, max_batch_size, preferred_batch_size,
 max_queue_delay_microseconds, preserve_ordering, response_cache) or any dotted path of Triton's
 ModelConfig (dynamic_batching.max_queue_delay_microseconds, parameters.torch_num_threads);
-MODEL.NAME targets one composing model of an ensemble. Values are read as YAML: 2, [8,16], true.
+MODEL.NAME targets one composing model of an ensemble; a bare NAME on an ensemble sets every
+composing model that has the setting to the same value. Values are read as YAML: 2, [8,16], true;
+without --values they are generated from the model's config and the host (--dry-run shows them).
 A --param with one value is a fixed setting. The same command again resumes an interrupted run."""
 
 
@@ -41,12 +44,27 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="perf sweep", usage=USAGE, description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--file", type=Path, help="sweep file (YAML or TOML) with the same keys as these options")
-    p.add_argument("--model", help="the model to measure (an ensemble's composing models are loaded with it)")
+    p.add_argument(
+        "--model",
+        help="the model to measure (an ensemble's composing models are loaded with it); "
+        "default: the repository's one model no ensemble calls",
+    )
     p.add_argument("--repo", type=Path, help="model repository (default: the reference model_repo/); only read")
     p.add_argument("--profile", help="start from each model's configs/PROFILE.pbtxt (e.g. tuned), not config.pbtxt")
-    p.add_argument("--concurrency", type=int, nargs="+", help="closed-loop load levels (default 1 2 4)")
+    p.add_argument("--concurrency", type=int, nargs="+",
+                   help="closed-loop load levels (default: each config's concurrency is searched)")  # fmt: skip
     p.add_argument("--request-rate", type=float, nargs="+", help="open-loop load levels, requests per second")
-    p.add_argument("--repeats", type=int, help="measurements of each point and level (default 1; 3+ for CIs)")
+    p.add_argument("--repeats", type=int,
+                   help="measurements of each point and level (default 1 at given levels; with searched levels, "
+                        "a fixed count instead of racing)")  # fmt: skip
+    p.add_argument(
+        "--margin",
+        type=float,
+        help="racing: throughputs within this fraction of the leader's are equivalent (default 0.05)",
+    )
+    p.add_argument(
+        "--max-rounds", type=int, help="racing: rounds before the survivors are declared not separable (default 8)"
+    )
     p.add_argument("--apply", choices=plan.APPLY_MODES, help="reload via the model-control API (default) or restart")
     p.add_argument("--out", type=Path, help="run folder (default runs/sweep-TIMESTAMP); an existing one resumes")
     p.add_argument("--images", type=Path, help="folder of JPEG/PNG payloads (default: generated 640x480 JPEGs)")
@@ -54,11 +72,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--driver", choices=DRIVERS,
                    help="load generator (default perf_analyzer); locust runs locustfiles/grpc.py headless, "
                         "users = concurrency, for three windows")  # fmt: skip
-    p.add_argument("--measurement-interval", type=int, help="measurement window in ms (default 2000)")
+    p.add_argument("--measurement-interval", type=int,
+                   help="measurement window in ms (default 1000); each measurement is three windows")  # fmt: skip
     p.add_argument("--measurement-requests", type=int,
                    help="windows of this many requests instead of time (perf_analyzer's count_windows)")  # fmt: skip
-    p.add_argument("--stability-percentage", type=int, help="perf_analyzer stability bound (default 10)")
-    p.add_argument("--max-trials", type=int, help="perf_analyzer windows before giving up (default 10)")
     p.add_argument("--slo-p99-ms", type=float, help="latency objective: the best config must meet it")
     p.add_argument("--url", help="measure a running server (gRPC HOST:PORT) instead of starting one")
     p.add_argument("--no-baseline", action="store_true", help="do not measure the repository's own config")
@@ -83,8 +100,9 @@ def read_sweep_file(path: Path) -> dict[str, Any]:
     return {k.replace("-", "_"): v for k, v in data.items()}
 
 
-def options(args: list[str]) -> tuple[argparse.Namespace, list[tuple[str, list[Any]]]]:
-    """Options and (name, values) pairs, the command line over the sweep file."""
+def options(args: list[str]) -> tuple[argparse.Namespace, list[tuple[str, list[Any] | None]]]:
+    """Options and (name, values) pairs, the command line over the sweep file; values None
+    (``--param NAME`` alone, ``NAME: null`` in the file) are generated when the plan is built."""
     flags, rest = [], []
     i = 0
     while i < len(args):  # --param/--values pairs go to their own parser
@@ -98,7 +116,7 @@ def options(args: list[str]) -> tuple[argparse.Namespace, list[tuple[str, list[A
             flags.append(args[i])
             i += 1
     namespace = parser().parse_args(flags)
-    pairs: list[tuple[str, list[Any]]] = list(plan.parse_param_args(rest))
+    pairs: list[tuple[str, list[Any] | None]] = list(plan.parse_param_args(rest))
     if namespace.file:
         data = read_sweep_file(namespace.file)
         for key, value in data.items():
@@ -107,9 +125,10 @@ def options(args: list[str]) -> tuple[argparse.Namespace, list[tuple[str, list[A
         given = {name for name, _ in pairs}
         for name, values in (data.get("params") or {}).items():
             if name not in given:
-                pairs.append((name, values if isinstance(values, list) else [values]))
+                pairs.append((name, values if isinstance(values, list) or values is None else [values]))
     if not namespace.model:
-        raise plan.PlanError(["--model is required (the model to measure)"])
+        repo_path = Path(namespace.repo or reference_repository()).expanduser().resolve()
+        namespace.model = plan.default_model(open_repository(repo_path, namespace.profile))
     return namespace, pairs
 
 
@@ -117,8 +136,12 @@ def load_spec(ns: argparse.Namespace) -> LoadSpec:
     if ns.concurrency and ns.request_rate:
         raise plan.PlanError(["give --concurrency or --request-rate, not both"])
     kind = "request_rate" if ns.request_rate else "concurrency"
-    levels = tuple(ns.request_rate or ns.concurrency or (1, 2, 4))
+    levels = tuple(ns.request_rate or ns.concurrency or ())
     problems = [f"load level {v:g} must be above 0" for v in levels if v <= 0]
+    if ns.margin is not None and not 0 < ns.margin < 1:
+        problems.append("--margin is a fraction of throughput: above 0 and below 1 (0.05 is 5 %)")
+    if ns.max_rounds is not None and ns.max_rounds < 1:
+        problems.append("--max-rounds must be 1 or more")
     if ns.measurement_requests is not None and ns.measurement_requests < 10:
         problems.append("--measurement-requests must be 10 or more")
     if ns.repeats is not None and ns.repeats < 1:
@@ -130,15 +153,15 @@ def load_spec(ns: argparse.Namespace) -> LoadSpec:
     assert kind in LOAD_KINDS
     return LoadSpec(
         kind=kind,
-        levels=levels,
-        repeats=ns.repeats or 1,
+        levels=levels or None,
+        repeats=ns.repeats,
         batch_size=ns.batch_size or 1,
-        window_ms=ns.measurement_interval or 2000,
+        window_ms=ns.measurement_interval or 1000,
         window_requests=ns.measurement_requests,
-        stability_percentage=ns.stability_percentage or 10,
-        max_trials=ns.max_trials or 10,
         images=ns.images.resolve() if ns.images else None,
         driver=ns.driver or "perf_analyzer",
+        margin=ns.margin or MARGIN,
+        max_rounds=ns.max_rounds or MAX_ROUNDS,
     )
 
 
@@ -148,24 +171,21 @@ def main(args: list[str], console: Console) -> int:
     repo = open_repository(repo_path, ns.profile)
     remote = RemoteServer.from_url(ns.url) if ns.url else None
     gpu_count = len(host.gpus())
-    the_plan = plan.build(ns.model, pairs, repo, gpu_count)
+    the_plan = plan.build(ns.model, pairs, repo, gpu_count, host.cores())
     if not ns.no_baseline:
         the_plan = plan.with_baseline(the_plan)
     load = load_spec(ns)
     apply = ns.apply or "reload"
     if remote and apply == "restart":
         raise plan.PlanError(["--apply restart needs a server perf starts itself: drop --url"])
-    estimate = plan.estimate_seconds(the_plan, len(load.levels), load.repeats, apply, load.window_ms)
+    estimate = plan.estimate_seconds(the_plan, measurements_per_point(load), 1, apply, load.window_ms)
     if ns.dry_run:
-        print_plan(the_plan, load, apply, estimate, console)
+        print_plan(the_plan, load, apply, estimate, ns.slo_p99_ms, console)
         return 0
     out = ns.out or Path("runs") / f"sweep-{dt.datetime.now():%Y%m%d-%H%M%S}"
     folder = results.RunFolder.open(out, plan_record(the_plan, load, apply, ns.profile), columns(the_plan))
-    console.print(
-        f"{len(the_plan.points)} points x {len(load.levels)} levels x {load.repeats} repeats, "
-        f"about {_minutes(estimate)}; results in {folder.path}",
-        highlight=False,
-    )
+    console.print(f"{len(the_plan.points)} points, {describe_load(load, ns.slo_p99_ms)}: about {_minutes(estimate)}; "
+                  f"results in {folder.path}", highlight=False)  # fmt: skip
     with _progress(console) as bar:
         task = bar.add_task("sweep", total=None)
 
@@ -184,7 +204,7 @@ def main(args: list[str], console: Console) -> int:
             console.print(f"[yellow]interrupted[/yellow]: {done} rows recorded in {folder.path}; "
                           "run the same command to resume")  # fmt: skip
             return 130
-    print_summary(folder, the_plan, ns.slo_p99_ms, console)
+    print_summary(folder, ns.slo_p99_ms, console)
     return 0
 
 
@@ -203,7 +223,26 @@ def _value(value: Any) -> str:
     return json.dumps(value) if isinstance(value, list | dict | bool) else str(value)
 
 
-def print_plan(the_plan: plan.Plan, load: LoadSpec, apply: str, estimate: float, console: Console) -> None:
+def describe_load(load: LoadSpec, slo: float | None) -> str:
+    """How each point is loaded, in words."""
+    if load.levels:
+        return f"{load.kind} {' '.join(f'{v:g}' for v in load.levels)} x {load.repeats or 1} repeats"
+    target = f"the highest within p99 <= {slo:g} ms" if slo is not None else "up to the knee"
+    then = (f"then {load.repeats} measurements each at its level" if load.repeats
+            else f"then raced (margin {load.margin:.0%}, at most {load.max_rounds} rounds)")  # fmt: skip
+    return f"concurrency searched ({target}), {then}"
+
+
+def measurements_per_point(load: LoadSpec) -> int:
+    """What the estimate counts on: the levels and repeats given, or a typical search and race."""
+    if load.levels:
+        return len(load.levels) * (load.repeats or 1)
+    return 5 + (load.repeats or 4)
+
+
+def print_plan(
+    the_plan: plan.Plan, load: LoadSpec, apply: str, estimate: float, slo: float | None, console: Console
+) -> None:
     table = Table("point", "id", *(p.column for p in the_plan.params), "notes", title=f"Sweep of {the_plan.model}")
     for i, point in enumerate(the_plan.points):
         notes = "; ".join([*(["baseline"] if point.baseline else []), *point.notes])
@@ -215,51 +254,36 @@ def print_plan(the_plan: plan.Plan, load: LoadSpec, apply: str, estimate: float,
             if diff:
                 console.print(f"[bold]point {i}[/bold] ({point.id})", highlight=False)
                 console.print(diff, highlight=False, markup=False)
-    levels = " ".join(f"{v:g}" for v in load.levels)
-    console.print(
-        f"{len(the_plan.points)} points x {load.kind} {levels} x {load.repeats} repeats, apply by {apply}: "
-        f"about {_minutes(estimate)}",
-        highlight=False,
-    )
+    console.print(f"{len(the_plan.points)} points, {describe_load(load, slo)}, apply by {apply}: "
+                  f"about {_minutes(estimate)}", highlight=False)  # fmt: skip
 
 
-def print_summary(folder: results.RunFolder, the_plan: plan.Plan, slo: float | None, console: Console) -> None:
-    table_ = folder.table()
-    param_columns = [p.column for p in the_plan.params]
-    summary = analysis.summarize(table_, param_columns)
-    faults = table_[table_["status"] != "ok"]
-    if summary.empty:
+def print_summary(folder: results.RunFolder, slo: float | None, console: Console) -> None:
+    """Each config at its level, then the recommendation as `perf report` words it."""
+    run = results.read_run(folder.path)
+    try:
+        found = findings.find(run, slo)
+    except results.RunError:
         console.print(f"[red]no successful measurement[/red]; see {folder.path / results.RESULTS}")
         return
-    ranked = analysis.best_per_point(summary, slo)
-    view = Table(*param_columns, "level", "infer/s", "±95%", "p99 ms", "±95%", title="Best level of each point"
+    searched = found.recommendation.race is not None
+    view = Table("config", "level", "infer/s", "±95%", "p99 ms", "±95%", "n",
+                 title="Each config at its searched level" if searched else "Best level of each point"
                  + (f" under p99 <= {slo:g} ms" if slo else ""))  # fmt: skip
-    for row in ranked.to_dict("records"):
-        view.add_row(
-            *(str(row[c]) for c in param_columns), str(row["load_level"]), f"{row['throughput']:.1f}",
-            _ci(row["throughput_ci"]), f"{row['p99_ms']:.1f}", _ci(row["p99_ci"]),
-        )  # fmt: skip
+    for row in found.ranked.to_dict("records"):
+        view.add_row(str(row["label"]), str(row["load_level"]), f"{row['throughput']:.1f}", _ci(row["throughput_ci"]),
+                     f"{row['p99_ms']:.1f}", _ci(row["p99_ci"]), str(int(row["repeats"])))  # fmt: skip
     console.print(view)
-    choice = analysis.recommend(table_, summary, slo)
-    if choice.best is None:
-        console.print(f"[red]no point meets p99 <= {slo:g} ms[/red]")
-    else:
-        values = next(p.values for p in the_plan.points if p.id == choice.best.point_id)
-        level = f"{ranked.iloc[0]['load_kind']} {choice.best.load_level}"
-        best = f"{choice.best.throughput:.1f} infer/s, p99 {choice.best.p99_ms:.1f} ms"
-        console.print(f"best: {values} at {level}: {best}", highlight=False)
-        if choice.runner_up is not None:
-            if choice.distinguishable is None:
-                console.print("runner-up: too few repeats to tell them apart (use --repeats 3)")
-            elif not choice.distinguishable:
-                console.print(f"[yellow]the best and the runner-up are not distinguishable[/yellow] "
-                              f"(Welch t-test p = {choice.p_value:.2f})")  # fmt: skip
-            else:
-                console.print(f"the best is ahead of the runner-up (Welch t-test p = {choice.p_value:.3f})")
-    if len(faults):
-        counts = faults["status"].value_counts().to_dict()
+    said = report.verdict(found)
+    console.print(f"[bold]{said['headline']}[/bold]", highlight=False)
+    for line in said["lines"]:
+        console.print(f"  {line}", highlight=False)
+    for warning in said["warnings"]:
+        console.print(f"  [yellow]{warning}[/yellow]", highlight=False)
+    if len(found.faults):
+        counts = found.faults["status"].value_counts().to_dict()
         console.print(f"[yellow]faults recorded[/yellow]: {counts} (see the error column)", highlight=False)
-    console.print(f"results: {folder.path / results.RESULTS}", highlight=False)
+    console.print(f"results: {folder.path / results.RESULTS}; the report: perf report {folder.path}", highlight=False)
 
 
 def _ci(value: float) -> str:

@@ -123,6 +123,17 @@ def test_demo_prints_classifications_and_a_load_table() -> None:
     assert all(float(r[2]) > 0 for r in rows)
 
 
+def test_the_design_cards_sweep_works_as_typed(tmp_path: Path) -> None:
+    """No --model, no --values: the repository's top-level model, values from its configs."""
+    out = perf_cli("sweep", "--param", "preferred_batch_size", "--dry-run", "--out", str(tmp_path / "run"),
+                   cwd=REPO.parent)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = " ".join(out.stdout.split())
+    assert "Sweep of ensemble_model" in text and "│ [64] │" in text and "8 points x concurrency 1 2 4" in text
+    assert "+ preferred_batch_size: 2" in text
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("command", [["serve", "--mode", "kubernetes"], ["status", "--url", "nonsense"]])
 def test_bad_arguments_are_clear_errors(command: list[str]) -> None:
     out = perf_cli(*command)

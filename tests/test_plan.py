@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
+import pandas as pd
 import pytest
+from google.protobuf import text_format
 
-from perf import params, plan
-from perf.modelconfig import read_config
-from perf.repository import open_repository
-from perf.results import RunError, RunFolder
+from perf import apply, params, plan, space
+from perf.modelconfig import ModelConfig, read_config
+from perf.plots import point_labels
+from perf.repository import Repository, open_repository
+from perf.results import Run, RunError, RunFolder
 from perf.sweep_command import load_spec, options
 
 from .conftest import REPO
@@ -18,11 +23,11 @@ from .conftest import REPO
 repo = open_repository(REPO)
 
 
-def build(model: str, *pairs: tuple[str, list], gpus: int = 0) -> plan.Plan:
-    return plan.build(model, list(pairs), repo, gpus)
+def build(model: str, *pairs: tuple[str, list | None], gpus: int = 0, cores: int = 2) -> plan.Plan:
+    return plan.build(model, list(pairs), repo, gpus, cores)
 
 
-def problems(model: str, *pairs: tuple[str, list], gpus: int = 0) -> str:
+def problems(model: str, *pairs: tuple[str, list | None], gpus: int = 0) -> str:
     with pytest.raises(plan.PlanError) as error:
         build(model, *pairs, gpus=gpus)
     return str(error.value)
@@ -79,8 +84,10 @@ def test_a_bare_model_without_dynamic_batching_gets_it() -> None:
         ([("classifier.max_batch_size", ["8"])], "hint: a --param with one value is a fixed setting"),
         ([("classifier.kind", ["KIND_GPU"])], "KIND_GPU or gpus asked for, but this host has no GPU"),
         ([("classifier.gpus", ["[0]"])], "KIND_GPU or gpus asked for, but this host has no GPU"),
-        ([("preferred_batch_size", ["[8]"])], "ensemble_model is an ensemble; say which model the setting is for: "
-                                               "preprocessor.preferred_batch_size or classifier.preferred_batch_size"),
+        ([("gpus", None)], "gpus: give --values (perf generates values only for instance_count, kind, max_batch_size"),
+        ([("classifier.parameters.torch_num_threads", None)], "classifier.parameters.torch_num_threads: give --values"),
+        ([("preferred_batch_size", ["[8]"]), ("classifier.preferred_batch_size", ["[8]"])],
+         "classifier.preferred_batch_size is given twice (as preferred_batch_size)"),
         ([("resnet.max_batch_size", ["8"])], "unknown field 'resnet'"),
         ([("parameters", ["1"])], "parameters is a map: name its key"),
         ([("classifier.instance_count", ["1"]), ("classifier.instance_count", ["2"])], "given twice"),
@@ -135,10 +142,13 @@ def test_dry_run_diff_shows_only_what_changes() -> None:
 
 
 def test_param_arguments_in_pairs() -> None:
-    args = ["--param", "a", "--values", "1", "[2, 3]", "--param", "b.c", "--values", "true"]
-    assert plan.parse_param_args(args) == [("a", ["1", "[2, 3]"]), ("b.c", ["true"])]
+    args = ["--param", "a", "--values", "1", "[2, 3]", "--param", "b.c", "--values", "true", "--param", "d"]
+    assert plan.parse_param_args(args) == [("a", ["1", "[2, 3]"]), ("b.c", ["true"]), ("d", None)]
+    assert plan.parse_param_args(["--param", "a", "--param", "b"]) == [("a", None), ("b", None)]
     with pytest.raises(plan.PlanError, match="needs --values"):
         plan.parse_param_args(["--param", "a", "1"])
+    with pytest.raises(plan.PlanError, match="needs at least one value"):
+        plan.parse_param_args(["--param", "a", "--values"])
 
 
 def test_command_line_and_sweep_file(tmp_path: Path) -> None:
@@ -183,7 +193,7 @@ def test_a_row_cut_short_by_a_kill_is_not_read(tmp_path: Path) -> None:
     folder.append({"point_id": "p1", "load_level": "1", "repeat": 0, "status": "ok"})
     with (folder.path / "results.csv").open("a") as f:
         f.write("p1,2,0,o")  # a write interrupted mid-line
-    assert folder.done(("ok",)) == {("p1", "1", 0)}
+    assert set(folder.rows_by_key()) == {("p1", "1", 0)}
 
 
 def test_consecutive_points_differ_in_one_setting_and_counts_change_fastest() -> None:
@@ -195,3 +205,124 @@ def test_consecutive_points_differ_in_one_setting_and_counts_change_fastest() ->
     assert sorted(values) == sorted((c, m) for c in (1, 2) for m in (8, 16, 32))
     assert all(sum(a != b for a, b in zip(x, y, strict=True)) == 1 for x, y in itertools.pairwise(values))
     assert values[:3] == [(1, 8), (2, 8), (2, 16)]
+
+
+def config(text: str) -> ModelConfig:
+    return text_format.Parse(text, ModelConfig())
+
+
+def ensemble(name: str, *steps: str) -> ModelConfig:
+    step = " ".join(f'step {{ model_name: "{m}" model_version: -1 }}' for m in steps)
+    return config(f'name: "{name}" platform: "ensemble" max_batch_size: 8 ensemble_scheduling {{ {step} }}')
+
+
+def test_the_default_model_is_the_one_no_ensemble_calls(tmp_path: Path) -> None:
+    assert plan.default_model(repo) == "ensemble_model"
+    ns, pairs = options(["--param", "preferred_batch_size", "--dry-run"])
+    assert (ns.model, ns.dry_run, pairs) == ("ensemble_model", True, [("preferred_batch_size", None)])
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text("params:\n  preferred_batch_size: null\n  classifier.instance_count: 2\n")
+    _, pairs = options(["--file", str(sweep_file)])
+    assert pairs == [("preferred_batch_size", None), ("classifier.instance_count", [2])]
+
+
+def test_several_top_level_models_must_be_named() -> None:
+    configs = {**repo.configs, "other": config('name: "other" backend: "python"')}
+    with pytest.raises(plan.PlanError, match=r"several top-level models \(ensemble_model, other\): pass --model"):
+        plan.default_model(Repository(repo.path, configs))
+
+
+@pytest.mark.parametrize(
+    ("name", "gpus", "cores", "expected"),
+    [
+        ("preferred_batch_size", 0, 2, [[], [2], [4], [8], [16], [32], [64]]),
+        ("instance_count", 0, 2, [1, 2]),
+        ("instance_count", 0, 1, [1, 2]),
+        ("instance_count", 0, 8, [1, 2, 4, 8]),
+        ("instance_count", 1, 16, [1, 2, 4]),  # the classifier is KIND_GPU: 4 per GPU
+        ("max_queue_delay_microseconds", 0, 2, [0, 100, 300, 1000, 3000, 10000]),
+        ("max_batch_size", 0, 2, [64]),  # no smaller limit fits the preferred sizes [..., 64]
+        ("preserve_ordering", 0, 2, [False, True]),
+        ("response_cache", 0, 2, [False, True]),
+        ("kind", 0, 2, ["KIND_CPU"]),
+        ("kind", 1, 2, ["KIND_CPU", "KIND_GPU"]),
+    ],
+)
+def test_values_are_generated_from_the_configs_and_the_host(name: str, gpus: int, cores: int, expected: list) -> None:
+    (param,) = build("ensemble_model", (name, None), gpus=gpus, cores=cores).params
+    assert (param.column, param.targets, list(param.values)) == (name, ("preprocessor", "classifier"), expected)
+
+
+def test_generated_batch_sizes_fit_each_model() -> None:
+    model = config('name: "m" max_batch_size: 48 dynamic_batching { preferred_batch_size: [4] }')
+    assert space.generate("max_batch_size", [model], 0, 2) == [4, 8, 16, 32, 48]
+    assert space.generate("preferred_batch_size", [model], 0, 2) == [[], [2], [4], [8], [16], [32], [48]]
+    assert space.generate("instance_group.count", [model], 2, 2) == [1, 2]  # no instance group runs on a GPU
+    with pytest.raises(params.ParamError, match="m has max_batch_size 0"):
+        space.generate("max_batch_size", [config('name: "m" max_batch_size: 0')], 0, 2)
+
+
+def test_a_tied_setting_sets_every_composing_model_that_has_it() -> None:
+    p = build("ensemble_model", ("preferred_batch_size", ["[8]", "[16]"]), ("classifier.instance_count", ["1"]))
+    tied = p.params[0]
+    assert (tied.model, tied.column) == ("ensemble_model", "preferred_batch_size")
+    assert tied.models == tied.targets == ("preprocessor", "classifier")
+    assert p.points[0].values == {"preferred_batch_size": [8], "classifier.instance_count": 1}
+    configs = p.points[0].configs
+    assert [params.read(configs[m], "preferred_batch_size") for m in ("preprocessor", "classifier")] == [[8], [8]]
+    assert configs["classifier"].instance_group[0].count == 1
+    assert p.params[1].column == "classifier.instance_count" and p.params[1].models == ("classifier",)
+
+
+def test_the_baseline_of_a_tied_setting_is_one_value_or_each_models() -> None:
+    counts = plan.with_baseline(build("ensemble_model", ("instance_count", ["1", "2"])))
+    assert counts.points[0].values == {"instance_count": {"preprocessor": 1, "classifier": 2}}
+    assert [pt.baseline for pt in counts.points] == [True, False, False]
+    delays = plan.with_baseline(build("ensemble_model", ("max_queue_delay_microseconds", ["0", "100"])))
+    assert [pt.values["max_queue_delay_microseconds"] for pt in delays.points] == [0, 100]
+    assert [pt.baseline for pt in delays.points] == [False, True]
+
+
+def test_a_tied_column_is_labelled_by_its_bare_name() -> None:
+    summary = pd.DataFrame({"is_baseline": [False, False], "preferred_batch_size": ["[2]", "[4]"],
+                            "classifier.instance_count": [1, 2]})  # fmt: skip
+    labels = point_labels(summary, ["preferred_batch_size", "classifier.instance_count"])
+    assert labels.tolist() == [
+        "preferred_batch_size=[2], classifier.instance_count=1",
+        "preferred_batch_size=[4], classifier.instance_count=2",
+    ]
+
+
+def test_a_tied_setting_no_composing_model_has_is_refused() -> None:
+    configs = {
+        "pipeline": ensemble("pipeline", "a", "b"),
+        "a": config('name: "a" max_batch_size: 8'),
+        "b": config('name: "b" max_batch_size: 0'),
+    }
+    with pytest.raises(plan.PlanError, match=r"none of pipeline's composing models \(a, b\) has this setting"):
+        plan.build("pipeline", [("preferred_batch_size", ["[4]"])], Repository(Path("r"), configs), 0, 2)
+    (tied,) = plan.build("pipeline", [("max_batch_size", None)], Repository(Path("r"), configs), 0, 2).params
+    assert (tied.targets, tied.values) == (("a",), (1, 2, 4, 8))
+
+
+def test_apply_writes_a_tied_winner_into_every_target(tmp_path: Path) -> None:
+    for model in repo.names:
+        (tmp_path / model).mkdir()
+        shutil.copy(REPO / model / "config.pbtxt", tmp_path / model)
+    baseline = '{"preprocessor": [8, 16, 32, 64], "classifier": [32, 64]}'
+    table = pd.DataFrame({
+        "point_id": ["base", "best"], "preferred_batch_size": [baseline, "[16]"],
+        **{f"{m}.requests": [1, 1] for m in ("ensemble_model", "preprocessor", "classifier")},
+    })  # fmt: skip
+    record = {"model": "ensemble_model", "params": {"preferred_batch_size": [[16]]},
+              "targets": {"preferred_batch_size": ["preprocessor", "classifier"]}}  # fmt: skip
+
+    def changes(winner: str) -> list[apply.Change]:
+        found = SimpleNamespace(run=Run(tmp_path, table, record, {}), slo_p99_ms=None,
+                                recommendation=SimpleNamespace(best=SimpleNamespace(point_id=winner)))  # fmt: skip
+        return apply.changes(found, tmp_path)
+
+    written = changes("best")
+    assert [c.model for c in written] == ["preprocessor", "classifier"]
+    assert all("  preferred_batch_size: 16\n  max_queue" in c.after for c in written)
+    assert changes("base") == [], "the baseline winning writes nothing"

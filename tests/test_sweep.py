@@ -178,7 +178,7 @@ def test_dry_run_prints_the_plan_and_starts_nothing(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--param", "preferred_batch_size", "--values", "[8]"], "ensemble_model is an ensemble"),
+        (["--param", "gpus"], "gpus: give --values (perf generates values only for"),
         (["--param", "classifier.kind", "--values", "KIND_GPU"], "this host has no GPU"),
         (["--param", "classifier.instance_count", "--values", "1", "--concurrency", "1", "--request-rate", "5"],
          "not both"),

@@ -1,11 +1,19 @@
-"""Load with NVIDIA's perf_analyzer: one closed-loop concurrency level per run, CSV parsed into
-rows with named units (ms, infer/s) instead of perf_analyzer's microsecond columns."""
+"""Load with NVIDIA's perf_analyzer: one load level per run, CSV parsed into rows with named
+units (ms, infer/s) instead of perf_analyzer's microsecond columns.
+
+perf keeps its own statistics: perf_analyzer runs a fixed number of windows with its stability
+rule switched off (a bound no pair of windows can break), and every row carries the windows'
+count, the requests they held and their throughput's spread. A noisy machine widens that
+spread; it never costs the row. Where perf_analyzer still gives up (a window in which no
+request finished), the row is computed from the windows it printed."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
 import json
+import re
+import statistics
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -35,6 +43,13 @@ LATENCY_COLUMNS = {
 
 
 LOAD_KINDS = ("concurrency", "request_rate")
+# A stability bound no pair of windows breaks (max/min <= 1 + 1000): perf_analyzer measures the
+# windows asked for and reports them; whether they agree is perf's to judge, from their spread.
+NO_STABILITY_RULE = "100000"
+WINDOWS = 3  # perf_analyzer's stability window: it reports the last three windows
+# Its verbose line for each window, e.g. "Pass [2] throughput: 176.357 infer/sec. Avg latency: 11318 usec".
+_PASS = re.compile(r"Pass \[(\d+)\] throughput: ([0-9.]+) infer/sec\. Avg latency: ([0-9.]+) usec")
+_REQUESTS = re.compile(r"Request count: (\d+)")
 
 
 class PerfAnalyzerError(DriverError):
@@ -64,15 +79,11 @@ class PerfAnalyzer:
     # Windows of this many requests instead of a fixed time (perf_analyzer's count_windows):
     # fast models fill a window in a fraction of a second.
     measurement_requests: int | None = None
-    stability_percentage: int = 10
-    max_trials: int = 10
     timeout_s: float = 300
     extra_args: list[str] = field(default_factory=list)
 
-    def argv(
-        self, level: float, csv_path: Path, kind: str = "concurrency", window_ms: int | None = None,
-        stability: int | None = None, max_trials: int | None = None,
-    ) -> list[str]:  # fmt: skip
+    def argv(self, level: float, csv_path: Path, kind: str = "concurrency", window_ms: int | None = None,
+             windows: int = WINDOWS) -> list[str]:  # fmt: skip
         if kind not in LOAD_KINDS:
             raise ValueError(f"load kind {kind!r}: choose {' or '.join(LOAD_KINDS)}")
         value = f"{level:g}"
@@ -85,9 +96,10 @@ class PerfAnalyzer:
             f"--{kind.replace('_', '-')}-range", f"{value}:{value}",
             *(["--input-data", str(self.input_data)] if self.input_data else []),
             *self._window_args(window_ms),
-            "--stability-percentage", str(stability or self.stability_percentage),
-            "--max-trials", str(max_trials or self.max_trials),
+            "--stability-percentage", NO_STABILITY_RULE,
+            "--max-trials", str(windows),
             "-f", str(csv_path),
+            "-v",  # one line per window (perf reads them)
             *self.extra_args,
         ]  # fmt: skip
 
@@ -102,10 +114,10 @@ class PerfAnalyzer:
         return ["--measurement-interval", str(window_ms or self.measurement_interval_ms)]
 
     def warm_up(self, level: float, kind: str = "concurrency") -> None:
-        """A short unmeasured run so the first measurement does not pay for cold caches and
-        lazily created instances; its failures are the measurement's to report."""
+        """One unmeasured window so the first measurement does not pay for cold caches and
+        stubs just reloaded; its failures are the measurement's to report."""
         with tempfile.TemporaryDirectory(prefix="perf-pa-") as tmp, contextlib.suppress(PerfAnalyzerError):
-            self._run(self.argv(level, Path(tmp) / "pa.csv", kind, window_ms=300, stability=100, max_trials=1))
+            self._run(self.argv(level, Path(tmp) / "pa.csv", kind, windows=1))
 
     def run(self, level: float, kind: str = "concurrency") -> dict[str, float]:
         """Measure one load level (a concurrency, or a request rate per second)."""
@@ -125,9 +137,41 @@ class PerfAnalyzer:
             )
         except subprocess.TimeoutExpired:
             raise PerfAnalyzerError(f"perf_analyzer did not finish within {self.timeout_s:.0f} s") from None
-        if proc.returncode != 0 or not csv_path.is_file():
-            raise PerfAnalyzerError(f"perf_analyzer failed: {_error_lines(proc.stdout + proc.stderr)}")
-        return parse_csv(csv_path)[0]
+        output = proc.stdout + proc.stderr
+        passes = parse_passes(output)
+        if proc.returncode == 0 and csv_path.is_file():
+            requests = _REQUESTS.search(output)
+            return {**spread(passes[-WINDOWS:]), **parse_csv(csv_path)[0],
+                    **({"requests": int(requests.group(1))} if requests else {})}  # fmt: skip
+        if "Failed to obtain stable measurement" in output and any(t > 0 for t, _ in passes):
+            return from_passes(passes)
+        raise PerfAnalyzerError(f"perf_analyzer failed: {_error_lines(output)}")
+
+
+def parse_passes(output: str) -> list[tuple[float, float]]:
+    """Each measured window's (throughput in infer/s, mean latency in ms), in order."""
+    return [(float(m.group(2)), float(m.group(3)) / 1000.0) for m in _PASS.finditer(output)]
+
+
+def spread(passes: list[tuple[float, float]]) -> dict[str, float]:
+    """How many windows a row stands on, how far their throughputs spread (sample sd), and
+    their mean latency (weighted by the requests each answered)."""
+    throughputs = [t for t, _ in passes]
+    sd = statistics.stdev(throughputs) if len(throughputs) > 1 else float("nan")
+    answered = sum(throughputs)
+    avg = sum(t * a for t, a in passes) / answered if answered else float("nan")
+    return {"windows": len(throughputs), "throughput_sd": sd, "avg_ms": avg}
+
+
+def from_passes(passes: list[tuple[float, float]]) -> dict[str, float]:
+    """A row from the windows alone, when perf_analyzer gave up on them (a window in which no
+    request finished): throughput and mean latency, percentiles unknown (so no SLO is met)."""
+    last = passes[-WINDOWS:]
+    return {
+        "throughput": statistics.fmean(t for t, _ in last),
+        **spread(last),
+        "note": "perf_analyzer gave up on these windows (one answered nothing): percentiles unknown",
+    }
 
 
 def _error_lines(output: str) -> str:

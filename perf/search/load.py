@@ -1,0 +1,153 @@
+"""Load search: the highest closed-loop concurrency a config serves within the SLO.
+
+An exponential probe (1, 2, 4, ...) until a level breaks the SLO, fails, or stops paying: where
+doubling the load adds under ``knee`` of throughput, more load only queues. Between the last
+level within the SLO and the first beyond it, bisection. The config's level is then the lowest
+measured level within ``knee`` of the best throughput met within the SLO: as fast, less queued.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from perf.search import History, Outcome, Trial
+
+KNEE = 0.05
+
+
+@dataclass
+class LoadSearch:
+    """One config's search."""
+
+    point_id: str
+    history: History
+    slo_p99_ms: float | None
+    knee: float = KNEE
+    max_level: int = 256
+    bisect_steps: int = 3
+    _pending: Trial | None = None
+    _low: int = 0  # highest level within the SLO
+    _high: int | None = None  # lowest level beyond it (or failing)
+    _probing: bool = True
+    _bisections: int = 0
+    done: bool = False
+    reason: str = ""
+
+    def propose(self) -> list[Trial]:
+        if self.done:
+            return []
+        level = self._next_level()
+        if level is None:
+            self.done = True
+            return []
+        self._pending = self.history.trial(self.point_id, level, "probe" if self._probing else "bisect")
+        return [self._pending]
+
+    def _next_level(self) -> int | None:
+        if self._pending is None:
+            return 1
+        if self._probing:
+            return self._low * 2
+        if self._high is None or self._bisections >= self.bisect_steps or self._high - self._low <= 1:
+            return None
+        self._bisections += 1
+        return (self._low + self._high) // 2
+
+    def tell(self, trial: Trial, outcome: Outcome) -> None:
+        self.history.add(trial, outcome)
+        level = int(trial.level)
+        if not outcome.meets(self.slo_p99_ms):
+            self._high = level
+            if self._low == 0:  # not even one request at a time
+                self.done = True
+                self.reason = _why_not(outcome, level, self.slo_p99_ms)
+            self._probing = False
+            return
+        if not self._probing:
+            self._low = level
+            return
+        previous = self._throughput(self._low) if self._low else None
+        self._low = level
+        if previous is not None and outcome.throughput < previous * (1 + self.knee):
+            self._probing = False  # the knee: doubling no longer pays
+        elif level * 2 > self.max_level:
+            self._probing = False
+
+    def _throughput(self, level: int) -> float:
+        samples = self.history.samples(self.point_id, level)
+        return max(samples) if samples else 0.0
+
+    @property
+    def fallbacks(self) -> list[int]:
+        """Lower levels met within the SLO, highest first: where a race moves the config when
+        its level turns out over the SLO after all."""
+        level = self.level
+        return sorted({lvl for lvl in self._within() if level is not None and lvl < level}, reverse=True)
+
+    def _within(self) -> dict[int, float]:
+        return {
+            int(t.level): o.throughput
+            for t, o in self.history.told
+            if t.point_id == self.point_id and t.phase in ("probe", "bisect") and o.meets(self.slo_p99_ms)
+        }
+
+    @property
+    def level(self) -> int | None:
+        """The config's operating level, once searched: None if none meets the SLO."""
+        within = self._within()
+        if not within:
+            return None
+        best = max(within.values())
+        return min(level for level, throughput in within.items() if throughput >= best * (1 - self.knee))
+
+    def estimate(self) -> int:
+        return 0 if self.done else 5
+
+    def record(self) -> dict[str, Any]:
+        return {"level": self.level, "reason": self.reason}
+
+
+def _why_not(outcome: Outcome, level: int, slo_p99_ms: float | None) -> str:
+    if outcome.status != "ok":
+        return f"{outcome.status} at concurrency {level}: {outcome.error}"
+    if slo_p99_ms is not None:
+        return f"p99 {outcome.p99_ms:.1f} ms at concurrency {level} is over the SLO of {slo_p99_ms:g} ms"
+    return f"no measurement at concurrency {level}"
+
+
+@dataclass
+class EachPoint:
+    """The load search of every config, one config after another (each applied once)."""
+
+    points: list[str]
+    history: History
+    slo_p99_ms: float | None
+    searches: list[LoadSearch] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.searches = [LoadSearch(p, self.history, self.slo_p99_ms) for p in self.points]
+
+    def propose(self) -> list[Trial]:
+        for search in self.searches:
+            if trials := search.propose():
+                return trials
+        return []
+
+    def tell(self, trial: Trial, outcome: Outcome) -> None:
+        next(s for s in self.searches if s.point_id == trial.point_id).tell(trial, outcome)
+
+    def estimate(self) -> int:
+        return sum(s.estimate() for s in self.searches)
+
+    @property
+    def levels(self) -> dict[str, int]:
+        """Each config's operating level, for those that have one."""
+        return {s.point_id: s.level for s in self.searches if s.level is not None}
+
+    @property
+    def fallbacks(self) -> dict[str, list[int]]:
+        return {s.point_id: s.fallbacks for s in self.searches if s.level is not None}
+
+    def record(self) -> dict[str, Any]:
+        return {"load_search": {s.point_id: s.record() for s in self.searches}}

@@ -1,0 +1,183 @@
+"""The search strategies on synthetic, seeded, noisy servers: no Triton, the decisions alone."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import pytest
+
+from perf.search import Outcome, Strategy, Trial
+from perf.search.compose import strategy
+from perf.search.cost import Cost, cheapest
+from perf.search.load import LoadSearch
+from perf.search.race import CLEAR, EQUIVALENT, NONE, Race, compare
+
+
+@dataclass(frozen=True)
+class Config:
+    """A closed-loop server: each request takes ``service_ms`` alone; at most ``capacity``
+    requests per second in all. Latency grows with the queue (Little's law)."""
+
+    service_ms: float
+    capacity: float
+
+    def at(self, concurrency: float) -> tuple[float, float]:
+        throughput = min(concurrency * 1000 / self.service_ms, self.capacity)
+        latency_ms = concurrency * 1000 / throughput
+        return throughput, 1.6 * latency_ms  # p99
+
+
+def run(strat: Strategy, configs: dict[str, Config], seed: int, noise: float = 0.04) -> list[Trial]:
+    """Measure every proposed trial with multiplicative Gaussian noise; the trials, in order."""
+    rng = random.Random(seed)
+    trials = []
+    while batch := strat.propose():
+        for trial in batch:
+            throughput, p99 = configs[trial.point_id].at(trial.level)
+            factor = rng.gauss(1, noise)
+            strat.tell(trial, Outcome("ok", throughput * factor, p99 / factor, memory_mb=500.0))
+            trials.append(trial)
+        assert len(trials) < 500, "the strategy must end"
+    return trials
+
+
+def race_of(strat: Strategy) -> Race:
+    race = strat._second  # type: ignore[attr-defined]
+    assert isinstance(race, Race)
+    return race
+
+
+ONE = Cost(instances=1, queue_delay_us=100, batch=64)
+TWO = Cost(instances=2, queue_delay_us=100, batch=64)
+
+
+def test_a_clear_winner_wins_every_time() -> None:
+    configs = {"a": Config(5, 300), "b": Config(5, 200), "c": Config(5, 150)}
+    for seed in range(10):
+        strat = strategy(list(configs), None, None, 50, {p: ONE for p in configs})
+        run(strat, configs, seed)
+        race = race_of(strat)
+        assert race.winner == "a" and race.verdict == CLEAR, race.record()
+        assert set(race.dropped) == {"b", "c"}
+
+
+def test_of_two_equivalent_configs_the_cheaper_is_chosen_every_time() -> None:
+    configs = {"big": Config(5, 250), "small": Config(5, 250)}
+    costs = {"big": TWO, "small": ONE}
+    for seed in range(10):
+        strat = strategy(list(configs), None, None, 50, costs)
+        run(strat, configs, seed, noise=0.02)
+        race = race_of(strat)
+        assert race.winner == "small", race.record()
+        assert race.verdict == EQUIVALENT
+
+
+def test_a_config_that_only_wins_at_high_load_is_found_at_its_level() -> None:
+    # "quick" answers one request fastest but saturates early; "wide" needs load to shine.
+    configs = {"quick": Config(4, 200), "wide": Config(10, 320)}
+    for seed in range(5):
+        strat = strategy(list(configs), None, None, 60, {p: ONE for p in configs})
+        run(strat, configs, seed, noise=0.02)
+        race = race_of(strat)
+        assert race.winner == "wide", race.record()
+        assert race.entrants["wide"] > race.entrants["quick"] >= 1
+
+
+def test_an_slo_no_config_meets_ends_with_no_winner_and_says_why() -> None:
+    configs = {"a": Config(30, 100), "b": Config(40, 80)}
+    strat = strategy(list(configs), None, None, 20, {p: ONE for p in configs})
+    trials = run(strat, configs, seed=1)
+    race = race_of(strat)
+    assert race.winner is None and race.verdict == NONE
+    assert len(trials) == 2, "one probe each: concurrency 1 already breaks the SLO"
+    record = strat.record()["load_search"]
+    assert all("over the SLO of 20 ms" in record[p]["reason"] for p in configs)
+
+
+def test_load_search_without_slo_stops_at_the_knee() -> None:
+    configs = {"a": Config(10, 300)}  # 100/s per request in flight: the knee is at 3
+    search = LoadSearch("a", strategy(["a"], None, None, None, {}).first.history, None)  # type: ignore[attr-defined]
+    while batch := search.propose():
+        for trial in batch:
+            throughput, p99 = configs["a"].at(trial.level)
+            search.tell(trial, Outcome("ok", throughput, p99))
+    probed = [t.level for t, _ in search.history.told]
+    assert probed == [1, 2, 4, 8], "4 still pays (+50 %), 8 does not"
+    assert search.level == 4
+
+
+def test_load_search_brackets_and_bisects_when_the_slo_breaks_before_the_knee() -> None:
+    configs = {"a": Config(10, 1000)}  # p99 = 16 ms until 10 in flight, then grows
+    search = LoadSearch("a", strategy(["a"], None, None, None, {}).first.history, 40)  # type: ignore[attr-defined]
+    while batch := search.propose():
+        for trial in batch:
+            throughput, p99 = configs["a"].at(trial.level)
+            search.tell(trial, Outcome("ok", throughput, p99 * trial.level / 8))  # p99 grows with load
+    levels = [t.level for t, _ in search.history.told]
+    assert levels[:5] == [1, 2, 4, 8, 16], "16 breaks the SLO: bisection from there"
+    assert all(8 < level < 16 for level in levels[5:]) and search.level is not None
+    # p99 at c is 16 * c / 8 * (c/10 if c > 10): 40 ms allows c up to about 14.
+    assert 12 <= search.level <= 15, levels
+
+
+def test_a_level_over_the_slo_on_remeasure_moves_down_instead_of_out() -> None:
+    """A probe that met the SLO by luck: when the race finds the level over it on average,
+    the config goes on one level lower."""
+    configs = {"a": Config(10, 1000), "b": Config(10, 1000)}
+    strat = strategy(list(configs), None, None, 40, {"a": ONE, "b": TWO})
+    rng = random.Random(0)
+    while batch := strat.propose():
+        for trial in batch:
+            throughput, p99 = configs[trial.point_id].at(trial.level)
+            p99 = p99 * trial.level / 8 * (1.8 if trial.phase == "race" and trial.point_id == "a" else 1)
+            strat.tell(trial, Outcome("ok", throughput * rng.gauss(1, 0.01), p99, 500.0))
+    race = race_of(strat)
+    assert "a" in race.moves and "over the SLO" not in race.dropped.get("a", ""), race.record()
+    assert race.entrants["a"] < race.entrants["b"] and race.winner == "b", "slower one level down, then raced"
+
+
+def test_the_same_outcomes_give_the_same_trials() -> None:
+    """What resume relies on: a strategy replayed with the recorded outcomes proposes the
+    same trials."""
+    configs = {"a": Config(5, 260), "b": Config(5, 250), "c": Config(6, 240)}
+    first = run(strategy(list(configs), None, None, 50, {p: ONE for p in configs}), configs, seed=7)
+    again = run(strategy(list(configs), None, None, 50, {p: ONE for p in configs}), configs, seed=7)
+    assert first == again
+
+
+def test_fixed_repeats_measure_every_config_that_often_and_decide_once() -> None:
+    configs = {"a": Config(5, 300), "b": Config(5, 200)}
+    strat = strategy(list(configs), None, 5, 50, {p: ONE for p in configs})
+    trials = run(strat, configs, seed=3)
+    race = race_of(strat)
+    level = race.entrants["a"]
+    assert len([t for t in trials if t.point_id == "a" and t.level == level and t.phase != "recheck"]) == 5
+    assert race.winner == "a"
+
+
+def test_the_grid_proposes_every_level_and_repeat_once() -> None:
+    strat = strategy(["a", "b"], (1, 2), 2, None, {})
+    trials = run(strat, {"a": Config(5, 100), "b": Config(5, 100)}, seed=0)
+    assert [(t.point_id, t.level, t.repeat) for t in trials] == [
+        (p, lvl, r) for p in "ab" for lvl in (1.0, 2.0) for r in range(2)
+    ]
+
+
+def test_comparison_interval_and_test() -> None:
+    c = compare([100, 102, 98, 101], [90, 91, 89, 92], "b", 0.05)
+    assert c.difference == pytest.approx(-0.1, abs=0.01)
+    assert c.low < c.difference < c.high < 0 and c.p_behind < 0.001
+
+
+def test_cheapest_follows_the_declared_order() -> None:
+    costs = {
+        "two": Cost(2, 0, 64),
+        "delay": Cost(1, 5000, 64),
+        "batch": Cost(1, 100, 128),
+        "plain": Cost(1, 100, 64),
+        "hungry": Cost(1, 0, 8),
+    }
+    memory = {"two": 300.0, "delay": 600.0, "batch": 600.0, "plain": 610.0, "hungry": 1000.0}
+    speed = dict.fromkeys(costs, 100.0)
+    assert cheapest(list(costs), costs, memory, speed) == "plain"
