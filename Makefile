@@ -28,14 +28,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-# Serve and classify, a perf_analyzer table, then a sweep of the classifier's batching and
-# its report (RUN/report.html).
+# Serve and classify, a perf_analyzer table, then a sweep of the classifier's batching (each
+# config's load searched, then raced) and its report (RUN/report.html).
 DEMO_RUN := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 demo: setup
 	$(BIN)/perf demo
 	$(BIN)/perf sweep --model ensemble_model \
 	  --param classifier.preferred_batch_size --values '[4]' '[16]' '[32,64]' \
-	  --concurrency 2 4 8 --repeats 2 --measurement-interval 1000 --slo-p99-ms 50 --out $(DEMO_RUN)
+	  --slo-p99-ms 50 --max-rounds 5 --out $(DEMO_RUN)
 	$(BIN)/perf report $(DEMO_RUN)
 
 test: setup browser

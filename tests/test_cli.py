@@ -129,7 +129,7 @@ def test_the_design_cards_sweep_works_as_typed(tmp_path: Path) -> None:
                    cwd=REPO.parent)  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     text = " ".join(out.stdout.split())
-    assert "Sweep of ensemble_model" in text and "│ [64] │" in text and "8 points x concurrency 1 2 4" in text
+    assert "Sweep of ensemble_model" in text and "│ [64] │" in text and "8 points, concurrency searched" in text
     assert "+ preferred_batch_size: 2" in text
     assert not (tmp_path / "run").exists()
 

@@ -77,7 +77,7 @@ def test_a_reload_sweep_records_every_point_level_and_config(tmp_path: Path) -> 
         assert f"count: {count}" in config
     metadata = json.loads((run / "metadata.json").read_text())
     assert metadata["status"] == "finished" and metadata["versions"]["perf_analyzer"] == "2.51.0"
-    assert "best: {'classifier.instance_count'" in out.stdout
+    assert "Ship instance_count=" in " ".join(out.stdout.split())
     assert {p: p.read_bytes() for p in REPO.rglob("config.pbtxt")} == before, "the repository is only read"
     assert no_server_left(run)
     again = sweep("--model", "ensemble_model", "--param", "classifier.instance_count", "--values", "1", "2",
@@ -170,7 +170,7 @@ def test_dry_run_prints_the_plan_and_starts_nothing(tmp_path: Path) -> None:
                    "--out", str(tmp_path / "run"))  # fmt: skip
     assert out.returncode == 0, out.stdout
     assert "+  preferred_batch_size: 8" in out.stdout and "-  preferred_batch_size: 32" in out.stdout
-    assert "3 points x concurrency 1 2 x 3 repeats, apply by reload: about" in " ".join(out.stdout.split())
+    assert "3 points, concurrency 1 2 x 3 repeats, apply by reload: about" in " ".join(out.stdout.split())
     assert not (tmp_path / "run").exists()
     assert not any(p.name() == "tritonserver" and str(tmp_path) in " ".join(p.cmdline()) for p in psutil.process_iter())
 
@@ -189,3 +189,87 @@ def test_bad_input_is_refused_before_anything_starts(args: list[str], message: s
     assert out.returncode == 1
     assert out.stdout.startswith("error:") and message in " ".join(out.stdout.split())
     assert not (tmp_path / "run").exists()
+
+
+def searched_rows_are_whole(table: pd.DataFrame) -> None:
+    """Every row of a searched run is measured and says how: its phase, its sample count."""
+    assert set(table["status"]) == {"ok"}, table[["status", "error"]]
+    assert set(table["phase"]) <= {"probe", "bisect", "race", "recheck"}
+    assert (table["windows"] == 3).all() and (table["requests"] > 0).all()
+    keys = list(zip(table["point_id"], table["load_level"], table["repeat"], strict=True))
+    assert len(keys) == len(set(keys)), "no measurement recorded twice"
+
+
+def test_the_design_cards_command_as_typed_searches_races_and_recommends(tmp_path: Path) -> None:
+    """`perf sweep --param preferred_batch_size` from the repository root: the top-level model,
+    generated values, each config's load searched, a race, one recommendation, a report."""
+    run = tmp_path / "run"
+    out = perf_cli("sweep", "--param", "preferred_batch_size", "--slo-p99-ms", "200", "--max-rounds", "2",
+                   "--measurement-interval", "300", "--out", str(run), cwd=REPO.parent, timeout=900)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    table = rows(run)
+    searched_rows_are_whole(table)
+    assert table["point_id"].nunique() == 8, "the baseline and [], [2], ..., [64]"
+    probes = table[table["phase"] == "probe"]
+    assert (probes.groupby("point_id")["load_level"].first() == "1").all(), "every search starts at 1"
+    search = json.loads((run / "search.json").read_text())
+    race = search["race"]
+    assert race["winner"] in race["survivors"] and race["verdict"] in ("clear", "equivalent", "undecided")
+    assert set(race["dropped"]) | set(race["survivors"]) == set(race["entrants"])
+    text = " ".join(out.stdout.split())
+    assert "Ship preferred_batch_size=" in text and "Noise floor" in text
+    report = perf_cli("report", str(run))
+    assert report.returncode == 0, report.stdout + report.stderr
+    page = (run / "report.html").read_text()
+    assert "The search and the race" in page and "won (" in page
+    assert no_server_left(run)
+
+
+def test_a_cpu_hog_beside_the_server_costs_no_row(tmp_path: Path) -> None:
+    """Noise widens intervals; it never loses a measurement."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        run = tmp_path / "run"
+        out = sweep("--model", "ensemble_model", "--param", "classifier.instance_count", "--values", "1", "2",
+                    "--concurrency", "1", "4", "--repeats", "2", "--no-baseline", "--out", str(run))  # fmt: skip
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert out.returncode == 0, out.stdout
+    table = rows(run)
+    assert len(table) == 8 and set(table["status"]) == {"ok"}, table[["status", "error"]]
+    assert (table["throughput_sd"] >= 0).all() and (table["windows"] == 3).all()
+
+
+RACE = ["--model", "ensemble_model", "--param", "classifier.instance_count", "--values", "1", "2", "--no-baseline",
+        "--slo-p99-ms", "200", "--max-rounds", "3", "--measurement-interval", "300"]  # fmt: skip
+
+
+def test_resume_after_sigkill_mid_race_goes_on_with_the_same_race(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "perf", "sweep", *RACE, "--out", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 600
+        while not ((run / "results.csv").is_file() and (rows(run)["phase"] == "race").any()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.3)
+        proc.kill()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    before = rows(run)
+    assert no_server_left(run)
+    out = perf_cli("sweep", *RACE, "--out", str(run), timeout=900)
+    assert out.returncode == 0, out.stdout + out.stderr
+    after = rows(run)
+    searched_rows_are_whole(after)
+    pd.testing.assert_frame_equal(after.iloc[: len(before)], before, check_dtype=False)
+    probes = lambda t: len(t[t["phase"].isin(["probe", "bisect"])])  # noqa: E731
+    assert probes(after) == probes(before), "the load search is not done again"
+    race = json.loads((run / "search.json").read_text())["race"]
+    assert race["winner"] is not None and race["rounds"] >= 1
+    assert json.loads((run / "metadata.json").read_text())["resumed_at"]
