@@ -172,7 +172,8 @@ def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
 
 def race_rows(findings: Findings) -> list[dict[str, str]]:
     """Every config's way through the search: its level, and why it left the race."""
-    search, race = findings.run.search.get("load_search", {}), findings.recommendation.race or {}
+    race = findings.recommendation.race or {}
+    search = findings.run.search.get("load_search") or findings.run.search.get("grid", {})
     labelled = set(findings.curves.summary["point_id"])
     rows = []
     for point, record in search.items():
@@ -183,9 +184,9 @@ def race_rows(findings: Findings) -> list[dict[str, str]]:
         elif point in race.get("survivors", []):
             outcome = "survived: as fast, costs more" if race["verdict"] == "equivalent" else "survived: not separable"
         else:
-            outcome = "no level: " + record["reason"]
+            outcome = "no level: " + record.get("reason", "none within the SLO")
         label = findings.label(point) if point in labelled else point
-        level = "" if record["level"] is None else f"concurrency {record['level']}"
+        level = "" if record["level"] is None else f"{findings.curves.load_kind} {record['level']:g}"
         rows.append({"label": label, "level": level, "outcome": outcome})
     return rows
 
@@ -267,11 +268,13 @@ def side_by_side(a: Findings, b: Findings) -> list[dict[str, str]]:
 
 def _meta(run: Run) -> dict[str, str]:
     load = run.plan["load"]
+    race = f"then raced (margin {load['margin']:.0%})" if "margin" in load and not load["repeats"] else ""
     if isinstance(load["levels"], list):
-        levels = f"{load['kind']} {' '.join(f'{v:g}' for v in load['levels'])}, {load['repeats'] or 1} repeat(s)"
+        levels = f"{load['kind']} {' '.join(f'{v:g}' for v in load['levels'])}"
+        levels += f", {race}" if race else f", {load['repeats'] or 1} repeat(s)"
     else:
-        then = f"{load['repeats']} measurements each" if load["repeats"] else f"raced (margin {load['margin']:.0%})"
-        levels = f"concurrency searched, then {then}"
+        fixed = f"then {load['repeats']} measurements each"
+        levels = f"concurrency searched, {race or fixed}"
     meta = run.metadata
     return {
         "model": run.model + (f" (profile {run.plan['profile']})" if run.plan.get("profile") else ""),

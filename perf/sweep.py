@@ -59,6 +59,11 @@ class LoadSpec:
     margin: float = MARGIN  # racing: throughputs within this fraction are equivalent
     max_rounds: int = MAX_ROUNDS  # racing: rounds before survivors are declared not separable
 
+    @property
+    def races(self) -> bool:
+        """Whether a race follows the levels: all but a grid with its repeats given."""
+        return not (self.levels and self.repeats)
+
     def level_label(self, level: float) -> str:
         return f"{level:g}"
 
@@ -87,7 +92,7 @@ def plan_record(plan: Plan, load: LoadSpec, apply: str, profile: str | None = No
             "kind": load.kind, "levels": list(load.levels) if load.levels else "searched", "repeats": load.repeats,
             "batch_size": load.batch_size, "window_ms": load.window_ms, "window_requests": load.window_requests,
             "images": str(load.images) if load.images else None, "driver": load.driver,
-            **({"margin": load.margin, "max_rounds": load.max_rounds} if not load.levels else {}),
+            **({"margin": load.margin, "max_rounds": load.max_rounds} if load.races else {}),
         },
         "apply": apply,
     }  # fmt: skip

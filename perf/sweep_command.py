@@ -225,18 +225,19 @@ def _value(value: Any) -> str:
 
 def describe_load(load: LoadSpec, slo: float | None) -> str:
     """How each point is loaded, in words."""
+    race = f"raced (margin {load.margin:.0%}, at most {load.max_rounds} rounds)"
     if load.levels:
-        return f"{load.kind} {' '.join(f'{v:g}' for v in load.levels)} x {load.repeats or 1} repeats"
+        levels = f"{load.kind} {' '.join(f'{v:g}' for v in load.levels)}"
+        return f"{levels} x {load.repeats} repeats" if load.repeats else f"{levels}, then {race} at each one's best"
     target = f"the highest within p99 <= {slo:g} ms" if slo is not None else "up to the knee"
-    then = (f"then {load.repeats} measurements each at its level" if load.repeats
-            else f"then raced (margin {load.margin:.0%}, at most {load.max_rounds} rounds)")  # fmt: skip
+    then = f"then {load.repeats} measurements each at its level" if load.repeats else f"then {race}"
     return f"concurrency searched ({target}), {then}"
 
 
 def measurements_per_point(load: LoadSpec) -> int:
     """What the estimate counts on: the levels and repeats given, or a typical search and race."""
     if load.levels:
-        return len(load.levels) * (load.repeats or 1)
+        return len(load.levels) * (load.repeats or 1) + (0 if load.repeats else 4)
     return 5 + (load.repeats or 4)
 
 

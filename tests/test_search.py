@@ -164,6 +164,16 @@ def test_the_grid_proposes_every_level_and_repeat_once() -> None:
     ]
 
 
+def test_a_grid_without_repeats_races_at_each_configs_best_level() -> None:
+    configs = {"a": Config(5, 300), "b": Config(5, 150)}
+    strat = strategy(list(configs), (1, 2, 4), None, 50, {p: ONE for p in configs})
+    trials = run(strat, configs, seed=2)
+    assert [t.phase for t in trials[:6]] == ["grid"] * 6
+    race = race_of(strat)
+    assert race.entrants == {"a": 2.0, "b": 1.0}, "the lowest level within 5 % of each one's best"
+    assert race.winner == "a" and {t.phase for t in trials[6:]} <= {"race", "recheck"}
+
+
 def test_comparison_interval_and_test() -> None:
     c = compare([100, 102, 98, 101], [90, 91, 89, 92], "b", 0.05)
     assert c.difference == pytest.approx(-0.1, abs=0.01)

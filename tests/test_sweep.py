@@ -59,7 +59,7 @@ def test_a_reload_sweep_records_every_point_level_and_config(tmp_path: Path) -> 
     before = {p: p.read_bytes() for p in REPO.rglob("config.pbtxt")}
     run = tmp_path / "run"
     out = sweep("--model", "ensemble_model", "--param", "classifier.instance_count", "--values", "1", "2",
-                "--concurrency", "1", "2", "--out", str(run))  # fmt: skip
+                "--repeats", "1", "--concurrency", "1", "2", "--out", str(run))  # fmt: skip
     assert out.returncode == 0, out.stdout
     table = rows(run)
     # instance_count 2 is the repository's own value: that point is the baseline.
@@ -81,7 +81,7 @@ def test_a_reload_sweep_records_every_point_level_and_config(tmp_path: Path) -> 
     assert {p: p.read_bytes() for p in REPO.rglob("config.pbtxt")} == before, "the repository is only read"
     assert no_server_left(run)
     again = sweep("--model", "ensemble_model", "--param", "classifier.instance_count", "--values", "1", "2",
-                  "--concurrency", "1", "2", "--out", str(run))  # fmt: skip
+                  "--repeats", "1", "--concurrency", "1", "2", "--out", str(run))  # fmt: skip
     assert again.returncode == 0 and len(rows(run)) == 4, "a finished run is not measured again"
 
 
@@ -89,7 +89,7 @@ def test_a_restart_sweep_writes_the_config_and_restarts(tmp_path: Path) -> None:
     run = tmp_path / "run"
     out = sweep("--model", "classifier", "--param", "max_batch_size", "--values", "8", "16",
                 "--param", "preferred_batch_size", "--values", "[]", "--apply", "restart", "--no-baseline",
-                "--concurrency", "2", "--out", str(run))  # fmt: skip
+                "--repeats", "1", "--concurrency", "2", "--out", str(run))  # fmt: skip
     assert out.returncode == 0, out.stdout
     table = rows(run)
     assert list(table["status"]) == ["ok", "ok"] and set(table["apply"]) == {"restart"}
@@ -101,8 +101,8 @@ def test_a_restart_sweep_writes_the_config_and_restarts(tmp_path: Path) -> None:
 
 def test_a_variant_triton_refuses_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    out = sweep("--model", "ensemble_model", "--param", "classifier.parameters.torch_num_threads",
-                "--values", "abc", "1", "--no-baseline", "--concurrency", "1", "--out", str(run))  # fmt: skip
+    out = sweep("--model", "ensemble_model", "--param", "classifier.parameters.torch_num_threads", "--values",
+                "abc", "1", "--no-baseline", "--repeats", "1", "--concurrency", "1", "--out", str(run))  # fmt: skip
     assert out.returncode == 0, out.stdout
     table = rows(run).set_index("classifier.parameters.torch_num_threads")
     assert table.loc["abc", "status"] == "refused"
@@ -112,7 +112,7 @@ def test_a_variant_triton_refuses_is_recorded_and_the_sweep_goes_on(tmp_path: Pa
 
 
 SWEEP_3x2 = ["--model", "ensemble_model", "--param", "classifier.instance_count", "--values", "1", "2", "3",
-             "--concurrency", "1", "2", "--no-baseline"]  # fmt: skip
+             "--repeats", "1", "--concurrency", "1", "2", "--no-baseline"]  # fmt: skip
 
 
 def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path: Path) -> None:

@@ -19,18 +19,22 @@ def strategy(
     margin: float = MARGIN,
     max_rounds: int = MAX_ROUNDS,
 ) -> Strategy:
-    """``levels`` given: every config at each, ``repeats`` times (1 by default). None: load
-    search, then a race; ``repeats`` then fixes how often each config is measured at its level
-    in all, decided once at the end, instead of a race that stops when it can."""
+    """``levels`` given: every config at each, once, then a race at each config's best level;
+    with ``repeats``, every config at each level that often and no race (a fixed grid). No
+    levels: each config's load searched, then a race; ``repeats`` then fixes how often each
+    config is measured at its level in all, decided once at the end."""
     history = History()
-    if levels:
-        return Grid(points, levels, repeats or 1, history)
+    if levels and repeats:
+        return Grid(points, levels, repeats, history, slo_p99_ms)
+    first: EachPoint | Grid = Grid(points, levels, 1, history, slo_p99_ms) if levels else \
+        EachPoint(points, history, slo_p99_ms)  # fmt: skip
 
-    def race(first: Strategy) -> Strategy:
-        assert isinstance(first, EachPoint)
+    def race(done: Strategy) -> Strategy:
+        assert done is first
+        entrants, fallbacks = first.entrants()
         fixed = repeats is not None
-        return Race(first.levels, first.fallbacks, costs, history, slo_p99_ms, margin=margin,
-                    max_rounds=max(0, repeats - 1) if fixed else max_rounds,
+        return Race(entrants, fallbacks, costs, history, slo_p99_ms, margin=margin,
+                    max_rounds=max(0, repeats - 1) if repeats else max_rounds,
                     min_samples=min(3, max(2, repeats or 3)), sequential=not fixed)  # fmt: skip
 
-    return Then(EachPoint(points, history, slo_p99_ms), race, guess=3 * len(points))
+    return Then(first, race, guess=3 * len(points))

@@ -1,5 +1,6 @@
 """The grid: every config at every given load level, a fixed number of times. What a sweep
-does when the user names its levels."""
+does when the user names its levels; without repeats, a race follows from each config's best
+level."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perf.search import History, Outcome, Trial
+from perf.search.load import levels_of
 
 
 @dataclass
@@ -15,6 +17,7 @@ class Grid:
     levels: tuple[float, ...]
     repeats: int
     history: History = field(default_factory=History)
+    slo_p99_ms: float | None = None
     _proposed: bool = False
 
     def propose(self) -> list[Trial]:
@@ -34,5 +37,10 @@ class Grid:
     def estimate(self) -> int:
         return 0 if self._proposed else len(self.points) * len(self.levels) * self.repeats
 
+    def entrants(self) -> tuple[dict[str, float], dict[str, list[float]]]:
+        """Each config's best level within the SLO and the lower ones, for a race."""
+        return levels_of(self.history, self.points, self.slo_p99_ms, ("grid",))
+
     def record(self) -> dict[str, Any]:
-        return {"strategy": "grid"}
+        levels, _ = self.entrants()
+        return {"grid": {p: {"level": levels.get(p)} for p in self.points}}

@@ -79,33 +79,43 @@ class LoadSearch:
         return max(samples) if samples else 0.0
 
     @property
-    def fallbacks(self) -> list[int]:
-        """Lower levels met within the SLO, highest first: where a race moves the config when
-        its level turns out over the SLO after all."""
-        level = self.level
-        return sorted({lvl for lvl in self._within() if level is not None and lvl < level}, reverse=True)
-
-    def _within(self) -> dict[int, float]:
-        return {
-            int(t.level): o.throughput
-            for t, o in self.history.told
-            if t.point_id == self.point_id and t.phase in ("probe", "bisect") and o.meets(self.slo_p99_ms)
-        }
-
-    @property
-    def level(self) -> int | None:
+    def level(self) -> float | None:
         """The config's operating level, once searched: None if none meets the SLO."""
-        within = self._within()
-        if not within:
-            return None
-        best = max(within.values())
-        return min(level for level, throughput in within.items() if throughput >= best * (1 - self.knee))
+        return operating_level(self.history, self.point_id, self.slo_p99_ms, SEARCH_PHASES, self.knee)[0]
 
     def estimate(self) -> int:
         return 0 if self.done else 5
 
     def record(self) -> dict[str, Any]:
         return {"level": self.level, "reason": self.reason}
+
+
+SEARCH_PHASES = ("probe", "bisect")
+
+
+def operating_level(
+    history: History, point_id: str, slo_p99_ms: float | None, phases: tuple[str, ...], knee: float = KNEE
+) -> tuple[float | None, list[float]]:
+    """A config's level from the levels measured in ``phases``: the lowest within ``knee`` of
+    the best throughput met within the SLO (as fast, less queued), and the lower levels within
+    the SLO, highest first (where a race moves the config if its level turns out over the SLO)."""
+    within: dict[float, float] = {}
+    for trial, outcome in history.told:
+        if trial.point_id == point_id and trial.phase in phases and outcome.meets(slo_p99_ms):
+            within[trial.level] = max(within.get(trial.level, 0.0), outcome.throughput)
+    if not within:
+        return None, []
+    best = max(within.values())
+    level = min(lvl for lvl, throughput in within.items() if throughput >= best * (1 - knee))
+    return level, sorted((lvl for lvl in within if lvl < level), reverse=True)
+
+
+def levels_of(
+    history: History, points: list[str], slo_p99_ms: float | None, phases: tuple[str, ...]
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Every config's level and fallbacks, for those that have a level: a race's entrants."""
+    found = {p: operating_level(history, p, slo_p99_ms, phases) for p in points}
+    return {p: lvl for p, (lvl, _) in found.items() if lvl is not None}, {p: low for p, (_, low) in found.items()}
 
 
 def _why_not(outcome: Outcome, level: int, slo_p99_ms: float | None) -> str:
@@ -140,14 +150,9 @@ class EachPoint:
     def estimate(self) -> int:
         return sum(s.estimate() for s in self.searches)
 
-    @property
-    def levels(self) -> dict[str, int]:
-        """Each config's operating level, for those that have one."""
-        return {s.point_id: s.level for s in self.searches if s.level is not None}
-
-    @property
-    def fallbacks(self) -> dict[str, list[int]]:
-        return {s.point_id: s.fallbacks for s in self.searches if s.level is not None}
+    def entrants(self) -> tuple[dict[str, float], dict[str, list[float]]]:
+        """Each config's level and fallbacks, for a race."""
+        return levels_of(self.history, self.points, self.slo_p99_ms, SEARCH_PHASES)
 
     def record(self) -> dict[str, Any]:
         return {"load_search": {s.point_id: s.record() for s in self.searches}}

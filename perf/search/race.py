@@ -105,8 +105,8 @@ class Race:
         return [self.history.trial(p, self.entrants[p], "race") for p in order]
 
     def _recheck(self) -> list[Trial]:
-        if self._rechecked or self.winner is None:
-            return []
+        if self._rechecked or self.verdict in (ALONE, NONE):
+            return []  # nothing to have drifted against
         self._rechecked = True
         return [self.history.trial(self.winner, self.entrants[self.winner], "recheck")]
 
