@@ -127,3 +127,22 @@ def test_configs_are_labelled_by_the_settings_that_vary() -> None:
     assert point_labels(summary, columns, varying_only=False)[1] == (
         "preprocessor.preprocessing=batched, classifier.instance_count=1, preprocessor.instance_count=1"
     )
+
+
+def test_the_noise_floor_is_the_pooled_spread_of_repeated_measurements() -> None:
+    # a at 1: 99, 101 (cv 1.41 %); b at 1: 198, 202 (cv 1.41 %); b at 2 measured once: no spread.
+    t = table([("a", "1", 0, 99, 10), ("a", "1", 1, 101, 10), ("b", "1", 0, 198, 10), ("b", "1", 1, 202, 10),
+               ("b", "2", 0, 300, 20)])  # fmt: skip
+    assert analysis.noise_floor(t) == pytest.approx(math.sqrt(2) / 100, rel=1e-6)
+    assert analysis.noise_floor(t.iloc[[0, 2, 4]]) is None
+
+
+def test_a_races_winner_is_recommended_at_its_searched_level() -> None:
+    rows = [("a", "2", r, 200 + r, 20) for r in range(3)] + [("a", "4", 0, 260, 60)]
+    rows += [("b", "4", r, 198 + r, 30) for r in range(3)]
+    summary = analysis.summarize(table(rows), ["x"])
+    race = {"entrants": {"a": 2.0, "b": 4.0}, "survivors": ["a", "b"], "winner": "b", "verdict": "equivalent"}
+    choice = analysis.from_race(summary, race, 50)
+    assert (choice.best.point_id, choice.best.load_level) == ("b", "4"), "the race's choice, not the fastest"
+    assert (choice.runner_up.point_id, choice.runner_up.load_level) == ("a", "2"), "at its level, not at 4"
+    assert choice.race is race
