@@ -17,6 +17,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,9 +196,19 @@ class Sweep:
         if self.apply == "restart" or self.server is None:
             self._restart(configs)
         else:
-            for model, config in configs.items():
-                self.server.load_model(model, config)
+            self._reload(configs)
         self._verify(configs)
+
+    def _reload(self, configs: dict[str, ModelConfig]) -> None:
+        """The composing models at once (each reload is mostly a python stub starting: two
+        together took 4.4 s here against 5.6 s in turn), then the ensemble that calls them."""
+        assert self.server is not None
+        server = self.server
+        composing = [m for m in configs if m != self.plan.model]
+        with ThreadPoolExecutor(max(1, len(composing))) as pool:
+            list(pool.map(lambda m: server.load_model(m, configs[m]), composing))
+        if self.plan.model in configs:
+            server.load_model(self.plan.model, configs[self.plan.model])
 
     def _restart(self, configs: dict[str, ModelConfig]) -> None:
         if not self._own_server:
@@ -216,8 +227,7 @@ class Sweep:
         )
         self.server.start()
         if self.apply == "reload":
-            for model, config in configs.items():
-                self.server.load_model(model, config)
+            self._reload(configs)
 
     def _verify(self, configs: dict[str, ModelConfig]) -> None:
         """The live config must say what was intended; Triton fills defaults silently."""
