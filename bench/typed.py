@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,14 +42,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--slo-p99-ms", type=float, default=50)
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-typed", help="where the run folders go")
     parser.add_argument("extra", nargs="*", help="more `perf sweep` options, after --")
     args = parser.parse_args()
     results = []
-    with tempfile.TemporaryDirectory(prefix="perf-bench-typed-") as tmp:
-        for i in range(args.runs):
-            result = one_run(Path(tmp) / f"run{i}", args.slo_p99_ms, args.extra)
-            print(json.dumps(result), flush=True)
-            results.append(result)
+    shutil.rmtree(args.out, ignore_errors=True)
+    for i in range(args.runs):  # the folders stay, for `perf report`
+        result = one_run(args.out / f"run{i + 1}", args.slo_p99_ms, args.extra)
+        print(json.dumps(result), flush=True)
+        results.append(result)
     winners = {str(r["winner"]) for r in results}
     columns = ["seconds", "measuring_s", "rows", "failed", "verdict", "rounds", "winner"]
     print("| run | " + " | ".join(columns) + " |\n|" + " --- |" * (len(columns) + 1))

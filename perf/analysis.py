@@ -10,6 +10,8 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
+from perf.results import OK
+
 CONFIDENCE = 0.95
 
 
@@ -28,7 +30,7 @@ MEASURES = ("throughput", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "avg_ms")
 def summarize(table: pd.DataFrame, param_columns: list[str]) -> pd.DataFrame:
     """One row per point and load level over its successful repeats: the mean of every
     measured column, and the confidence intervals of throughput and p99."""
-    ok = table[table["status"] == "ok"]
+    ok = table[table["status"] == OK]
     if ok.empty:
         return pd.DataFrame()
     keys = ["point_id", "load_kind", "load_level"]
@@ -94,7 +96,7 @@ def from_race(summary: pd.DataFrame, race: dict[str, Any], slo_p99_ms: float | N
 def noise_floor(table: pd.DataFrame) -> float | None:
     """The same config measured again at the same level: the pooled coefficient of variation
     of throughput (None with no config measured twice). Differences below it are noise."""
-    ok = table[(table["status"] == "ok") & table["throughput"].notna()]
+    ok = table[(table["status"] == OK) & table["throughput"].notna()]
     groups = [g["throughput"] for _, g in ok.groupby(["point_id", "load_level"]) if len(g) > 1]
     if not groups:
         return None
@@ -132,7 +134,7 @@ def recommend(table: pd.DataFrame, summary: pd.DataFrame, slo_p99_ms: float | No
 
 def _samples(table: pd.DataFrame, choice: Choice) -> list[float]:
     rows = table[
-        (table["status"] == "ok")
+        (table["status"] == OK)
         & (table["point_id"] == choice.point_id)
         & (table["load_level"].astype(str) == choice.load_level)
     ]

@@ -10,7 +10,7 @@ import pandas as pd
 
 from perf import analysis, plots
 from perf.plan import config_diff
-from perf.results import Run, RunError
+from perf.results import OK, Run, RunError
 
 
 @dataclass(frozen=True)
@@ -62,5 +62,5 @@ def find(run: Run, slo_p99_ms: float | None = None) -> Findings:
         recommendation = analysis.recommend(run.table, summary, slo)
     best = recommendation.best
     gain = analysis.gain_over_baseline(run.table, chosen, best, level_slo) if best else None
-    faults = run.table[run.table["status"] != "ok"]
+    faults = run.table[run.table["status"] != OK]
     return Findings(run, slo, curves, ranked, recommendation, gain, faults)

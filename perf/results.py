@@ -24,6 +24,8 @@ import pandas as pd
 
 from perf.modelconfig import ModelConfig, read_config, write_config
 
+# A row's status: measured; Triton refused the variant; the server died; the measurement failed.
+OK, REFUSED, CRASHED, FAILED = "ok", "refused", "crashed", "failed"
 RESULTS, PLAN, METADATA, CONFIGS, SEARCH = "results.csv", "plan.json", "metadata.json", "configs", "search.json"
 KEY = ("point_id", "load_level", "repeat")
 

@@ -391,6 +391,17 @@ class DockerServer(_LaunchedServer):
         self._launch(_Process(argv, self.workdir / "docker.log"), timeout)
 
 
+# Starts a server of perf's own that serves these configs in place of the repository's (none:
+# the repository as it is), for a sweep to start, restart and replace after a crash.
+Launcher = Callable[[dict[str, ModelConfig]], TritonServer]
+
+
+def embedded_launcher(repo: Path, workdir: Path, models: list[str], profile: str | None = None) -> Launcher:
+    """Embedded servers of ``models``, each on fresh free loopback ports, in ``workdir``."""
+    return lambda overrides: EmbeddedServer(repo, workdir=workdir, ports=Ports(*host.free_ports(3)),
+                                            models_to_load=models, overrides=overrides, profile=profile)  # fmt: skip
+
+
 @dataclass
 class RemoteServer(TritonServer):
     """A server someone else runs: perf attaches by address and never stops it."""

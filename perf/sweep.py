@@ -30,14 +30,12 @@ from perf.images import image_files, synthetic_set
 from perf.modelconfig import ModelConfig
 from perf.observe import RESOURCE_COLUMNS, ResourceSampler, breakdown, breakdown_columns, snapshot
 from perf.plan import Plan, Point
-from perf.results import RunFolder
+from perf.results import CRASHED, FAILED, OK, REFUSED, RunFolder
 from perf.search.compose import strategy
 from perf.search.cost import cost
 from perf.search.race import MARGIN, MAX_ROUNDS
-from perf.server import EmbeddedServer, Ports, ServerError, TritonServer
+from perf.server import Launcher, ServerError, TritonServer
 
-# Rows' status: measured; Triton refused the variant; the server died; the measurement failed.
-OK, REFUSED, CRASHED, FAILED = "ok", "refused", "crashed", "failed"
 TYPE_UINT8 = 2  # DataType.TYPE_UINT8: a model that takes encoded images
 
 
@@ -101,21 +99,23 @@ def plan_record(plan: Plan, load: LoadSpec, apply: str, profile: str | None = No
 
 @dataclass
 class Sweep:
-    """One sweep's run: the plan, where it records, and the server it drives."""
+    """One sweep's run: the plan, where it records, and the server it drives: one it is given
+    (a remote server, ``server``), or those ``launch`` starts (the embedded one, or any other
+    kind that can serve a config in place of the repository's: ``--apply restart``)."""
 
     plan: Plan
     load: LoadSpec
     folder: RunFolder
     repo: Path
     apply: str = "reload"
-    server: TritonServer | None = None  # a remote server; None: perf runs an embedded one
+    server: TritonServer | None = None  # a server perf does not start (remote)
+    launch: Launcher | None = None  # starts perf's own servers; None with ``server``
     slo_p99_ms: float | None = None  # recorded for reports; the sweep measures every point anyway
-    profile: str | None = None  # the repository's configs/PROFILE.pbtxt are the baseline
     progress: Callable[[int, int, str], None] = lambda done, total, what: None
 
     def __post_init__(self) -> None:
         self.tools = tools.find()
-        self._own_server = self.server is None
+        self._own_server = self.launch is not None
         self._applied: str | None = None  # the point whose config the server has now
         self._refused: dict[str, str] = {}  # points Triton refused in this run: why
         self._apply_s = 0.0
@@ -211,20 +211,13 @@ class Sweep:
             server.load_model(self.plan.model, configs[self.plan.model])
 
     def _restart(self, configs: dict[str, ModelConfig]) -> None:
-        if not self._own_server:
+        if self.launch is None:
             if self.apply == "restart":
                 raise SweepError("--apply restart needs a server perf starts itself (not --url)")
             return
         if self.server is not None:
             self.server.stop()
-        self.server = EmbeddedServer(
-            self.repo,
-            workdir=self.folder.path / "server",
-            ports=Ports(*host.free_ports(3)),
-            models_to_load=self.plan.models,
-            overrides=configs if self.apply == "restart" else {},
-            profile=self.profile,
-        )
+        self.server = self.launch(configs if self.apply == "restart" else {})
         self.server.start()
         if self.apply == "reload":
             self._reload(configs)

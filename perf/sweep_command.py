@@ -21,7 +21,7 @@ from perf.drivers import DRIVERS
 from perf.drivers.perf_analyzer import LOAD_KINDS
 from perf.repository import open_repository, reference_repository
 from perf.search.race import MARGIN, MAX_ROUNDS
-from perf.server import RemoteServer
+from perf.server import RemoteServer, embedded_launcher
 from perf.sweep import LoadSpec, Sweep, columns, plan_record
 
 USAGE = """perf sweep [--model MODEL] --param NAME [--values V1 V2 ...] [--param NAME [--values ...]]
@@ -63,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
         help="racing: throughputs within this fraction of the leader's are equivalent (default 0.05)",
     )
     p.add_argument(
-        "--max-rounds", type=int, help="racing: rounds before the survivors are declared not separable (default 8)"
+        "--max-rounds", type=int, help="racing: rounds before the survivors are declared not separable (default 5)"
     )
     p.add_argument("--apply", choices=plan.APPLY_MODES, help="reload via the model-control API (default) or restart")
     p.add_argument("--out", type=Path, help="run folder (default runs/sweep-TIMESTAMP); an existing one resumes")
@@ -192,8 +192,9 @@ def main(args: list[str], console: Console) -> int:
         def progress(done: int, total: int, what: str) -> None:
             bar.update(task, completed=done, total=total, **({"description": what} if what else {}))
 
-        sweep = Sweep(the_plan, load, folder, repo_path, apply, server=remote, progress=progress,
-                      slo_p99_ms=ns.slo_p99_ms, profile=ns.profile)  # fmt: skip
+        launch = None if remote else embedded_launcher(repo_path, folder.path / "server", the_plan.models, ns.profile)
+        sweep = Sweep(the_plan, load, folder, repo_path, apply, server=remote, launch=launch, progress=progress,
+                      slo_p99_ms=ns.slo_p99_ms)  # fmt: skip
         if remote:
             remote.start()
         try:

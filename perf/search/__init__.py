@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-OK = "ok"
+from perf.results import OK
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from perf.results import OK
 from perf.search import History, Outcome, Trial
 
 KNEE = 0.05
@@ -119,7 +120,7 @@ def levels_of(
 
 
 def _why_not(outcome: Outcome, level: int, slo_p99_ms: float | None) -> str:
-    if outcome.status != "ok":
+    if outcome.status != OK:
         return f"{outcome.status} at concurrency {level}: {outcome.error}"
     if slo_p99_ms is not None:
         return f"p99 {outcome.p99_ms:.1f} ms at concurrency {level} is over the SLO of {slo_p99_ms:g} ms"

@@ -35,7 +35,7 @@ from perf.search.cost import Cost, cheapest
 ALPHA = 0.05
 MARGIN = 0.05
 MIN_SAMPLES = 3
-MAX_ROUNDS = 8
+MAX_ROUNDS = 5
 CLEAR, EQUIVALENT, UNDECIDED, ALONE, NONE = "clear", "equivalent", "undecided", "alone", "none"
 
 
