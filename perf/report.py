@@ -154,7 +154,7 @@ def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
     elif race["verdict"] == "alone":
         lines.insert(0, "The only config with a load level that meets the SLO.")
     else:
-        headline += " (the fastest measured; not separable)"
+        headline += " (the cheapest of the configs it could not be told apart from)"
         warnings.append(f"After {rounds} of racing, {', '.join(others)} could be neither told apart from it nor "
                         f"shown within {margin} of it: raise --max-rounds or --margin to settle it.")  # fmt: skip
     floor = analysis.noise_floor(findings.run.table)

@@ -120,8 +120,19 @@ def test_load_search_without_slo_stops_at_the_knee() -> None:
             throughput, p99 = configs["a"].at(trial.level)
             search.tell(trial, Outcome("ok", throughput, p99))
     probed = [t.level for t, _ in search.history.told]
-    assert probed == [1, 2, 4, 8], "4 still pays (+50 %), 8 does not"
+    assert probed == [1, 2, 4, 8, 16], "4 still pays (+50 %), 8 and 16 do not"
     assert search.level == 4
+
+
+def test_one_flat_doubling_does_not_end_the_probe() -> None:
+    """A noisy low reading at 4 must not stop the search at 2."""
+    search = LoadSearch("a", strategy(["a"], None, None, None, {}).first.history, None)  # type: ignore[attr-defined]
+    readings = {1: 100.0, 2: 190.0, 4: 185.0, 8: 260.0, 16: 262.0, 32: 258.0}
+    while batch := search.propose():
+        for trial in batch:
+            search.tell(trial, Outcome("ok", readings[int(trial.level)], 10.0))
+    assert [t.level for t, _ in search.history.told] == [1, 2, 4, 8, 16, 32]
+    assert search.level == 8
 
 
 def test_load_search_brackets_and_bisects_when_the_slo_breaks_before_the_knee() -> None:

@@ -1,7 +1,9 @@
 """Load search: the highest closed-loop concurrency a config serves within the SLO.
 
 An exponential probe (1, 2, 4, ...) until a level breaks the SLO, fails, or stops paying: where
-doubling the load adds under ``knee`` of throughput, more load only queues. Between the last
+two doublings in a row add under ``knee`` of throughput to the best so far, more load only
+queues (two, because one noisy measurement must not end the probe: a config stopped early is
+raced at a level too low for it, and loses for the wrong reason). Between the last
 level within the SLO and the first beyond it, bisection. The config's level is then the lowest
 measured level within ``knee`` of the best throughput met within the SLO: as fast, less queued.
 """
@@ -32,6 +34,7 @@ class LoadSearch:
     _high: int | None = None  # lowest level beyond it (or failing)
     _probing: bool = True
     _bisections: int = 0
+    _flat: int = 0  # doublings in a row that added under ``knee``
     done: bool = False
     reason: str = ""
 
@@ -68,16 +71,14 @@ class LoadSearch:
         if not self._probing:
             self._low = level
             return
-        previous = self._throughput(self._low) if self._low else None
+        best = max((o.throughput for o in self.history.outcomes(self.point_id)[:-1] if o.ok), default=None)
         self._low = level
-        if previous is not None and outcome.throughput < previous * (1 + self.knee):
-            self._probing = False  # the knee: doubling no longer pays
-        elif level * 2 > self.max_level:
-            self._probing = False
-
-    def _throughput(self, level: int) -> float:
-        samples = self.history.samples(self.point_id, level)
-        return max(samples) if samples else 0.0
+        if best is not None and outcome.throughput < best * (1 + self.knee):
+            self._flat += 1  # doubling did not pay
+        else:
+            self._flat = 0
+        if self._flat >= 2 or level * 2 > self.max_level:
+            self._probing = False  # the knee, or as far as the search goes
 
     @property
     def level(self) -> float | None:
