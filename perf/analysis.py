@@ -11,6 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from perf.results import OK
+from perf.search.race import CLEAR
 
 CONFIDENCE = 0.95
 
@@ -90,7 +91,7 @@ def from_race(summary: pd.DataFrame, race: dict[str, Any], slo_p99_ms: float | N
     best = choices.get(race["winner"]) if race.get("winner") else None
     others = [p for p in ranked["point_id"] if p != race.get("winner") and p in race["survivors"]]
     runner_up = choices[others[0]] if others else None
-    return Recommendation(best, runner_up, race["verdict"] == "clear", None, slo_p99_ms, race)
+    return Recommendation(best, runner_up, race["verdict"] == CLEAR, None, slo_p99_ms, race)
 
 
 def noise_floor(table: pd.DataFrame) -> float | None:

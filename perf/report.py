@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from perf import analysis, plots
 from perf.findings import Findings
 from perf.results import Run
+from perf.search.race import ALONE, CLEAR, EQUIVALENT
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("perf", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
@@ -144,14 +145,14 @@ def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
     rounds = f"{race['rounds']} round{'s' if race['rounds'] != 1 else ''}"
     headline = f"Ship {name(best.point_id)}"
     warnings = []
-    if race["verdict"] == "clear":
+    if race["verdict"] == CLEAR:
         lines.insert(0, f"The fastest: every other config was measured behind it at 95 % confidence "
                         f"(Welch tests, Bonferroni-corrected) within {rounds} of racing.")  # fmt: skip
-    elif race["verdict"] == "equivalent":
+    elif race["verdict"] == EQUIVALENT:
         lines.insert(0, f"Within {margin} of the best at 95 % confidence; {', '.join(others)} "
                         f"{'is' if len(others) == 1 else 'are'} as fast and cost more (fewer instances, less memory, "
                         f"a shorter queue delay and smaller batches count as cheaper).")  # fmt: skip
-    elif race["verdict"] == "alone":
+    elif race["verdict"] == ALONE:
         lines.insert(0, "The only config with a load level that meets the SLO.")
     else:
         headline += " (the cheapest of the configs it could not be told apart from)"
@@ -182,7 +183,7 @@ def race_rows(findings: Findings) -> list[dict[str, str]]:
         elif point in race.get("dropped", {}):
             outcome = "dropped, " + race["dropped"][point]
         elif point in race.get("survivors", []):
-            outcome = "survived: as fast, costs more" if race["verdict"] == "equivalent" else "survived: not separable"
+            outcome = "survived: as fast, costs more" if race["verdict"] == EQUIVALENT else "survived: not separable"
         else:
             outcome = "no level: " + record.get("reason", "none within the SLO")
         label = findings.label(point) if point in labelled else point
