@@ -6,7 +6,7 @@ deterministic functions of the outcomes they are told, so a resumed sweep replay
 recorded through a fresh strategy and arrives where the interrupted one stood.
 
 The grid (``grid.py``), the load search (``load.py``) and racing (``race.py``) are
-strategies; ``Then`` composes them, and ``build`` picks the composition a sweep asks for.
+strategies; ``Then`` composes them, and ``compose.strategy`` picks the composition a sweep asks for.
 """
 
 from __future__ import annotations
