@@ -198,6 +198,7 @@ class Sweep:
         else:
             self._reload(configs)
         self._verify(configs)
+        self.server.settle()  # replaced instances still exiting would steal the measurement's CPU
 
     def _reload(self, configs: dict[str, ModelConfig]) -> None:
         """The composing models at once (each reload is mostly a python stub starting: two
@@ -350,6 +351,7 @@ class Sweep:
             "versions": _versions(self.tools),
             "repository": str(self.repo),
             "slo_p99_ms": self.slo_p99_ms,
+            "notes": list(self.plan.notes),  # what these numbers are not (a GPU config run on the CPU)
         }
 
 
