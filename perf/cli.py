@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from perf import doctor, tools
@@ -50,7 +51,7 @@ ProfileOption = Annotated[
 
 
 def _fail(error: Exception) -> None:
-    console.print(f"[red]error:[/red] {error}", highlight=False)
+    console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)  # paths hold [N]: not markup
     raise typer.Exit(1)
 
 

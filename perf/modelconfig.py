@@ -10,9 +10,11 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
 ModelConfig = model_config_pb2.ModelConfig
-KIND_CPU = model_config_pb2.ModelInstanceGroup.Kind.KIND_CPU
-KIND_GPU = model_config_pb2.ModelInstanceGroup.Kind.KIND_GPU
-KIND_AUTO = model_config_pb2.ModelInstanceGroup.Kind.KIND_AUTO
+ModelInstanceGroup = model_config_pb2.ModelInstanceGroup
+KIND_CPU = ModelInstanceGroup.Kind.KIND_CPU
+KIND_GPU = ModelInstanceGroup.Kind.KIND_GPU
+KIND_AUTO = ModelInstanceGroup.Kind.KIND_AUTO
+KIND_MODEL = ModelInstanceGroup.Kind.KIND_MODEL
 
 
 class ConfigError(ValueError):

@@ -20,7 +20,8 @@ from google.protobuf.message import Message
 from perf.modelconfig import ModelConfig
 
 # The settings users sweep most, by the names they know them by. A repeated message without
-# an index (instance_group) means every element of it.
+# an index (instance_group) means every element of it. The batcher's settings are the dynamic
+# batcher's here; on a sequence-batched model :func:`path_for` finds them in its strategy.
 ALIASES: dict[str, str] = {
     "instance_count": "instance_group.count",
     "kind": "instance_group.kind",
@@ -32,12 +33,32 @@ ALIASES: dict[str, str] = {
     "response_cache": "response_cache.enable",
 }
 
-_SEGMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?$")
+# Short names of the scheduler's settings, and of the instance groups' (which need one group).
+SCHEDULER_NAMES = ("preferred_batch_size", "max_queue_delay_microseconds", "preserve_ordering")
+GROUP_NAMES = ("instance_count", "kind", "gpus")
+
+# The least value Triton accepts for a field (by its full protobuf name), with what a value
+# below it would mean: 0 instances reads as the default count, 1.
+_MINIMUM: dict[str, tuple[int, str]] = {
+    "inference.ModelInstanceGroup.count": (1, "a count below 1 reads as the default, 1 instance"),
+    "inference.ModelConfig.max_batch_size": (0, "0 means the model takes no batches"),
+    "inference.ModelDynamicBatching.preferred_batch_size": (1, "a batch holds at least one request"),
+    "inference.ModelSequenceBatching.StrategyOldest.preferred_batch_size": (1, "a batch holds at least one request"),
+    "inference.ModelSequenceBatching.StrategyOldest.max_candidate_sequences": (1, "at least one sequence"),
+    "inference.ModelInstanceGroup.gpus": (0, "GPUs are numbered from 0"),
+    "inference.ModelDynamicBatching.priority_levels": (0, "0 means no priorities"),
+}
+
+_SEGMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+|[A-Za-z_][\w-]*)\])?$")
 _INTEGER_TYPES = {
     FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT32,
     FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SINT64,
     FieldDescriptor.TYPE_FIXED32, FieldDescriptor.TYPE_FIXED64,
 }  # fmt: skip
+
+
+_UNSIGNED = {FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_FIXED32,
+             FieldDescriptor.TYPE_FIXED64}  # fmt: skip
 
 
 class ParamError(ValueError):
@@ -46,11 +67,18 @@ class ParamError(ValueError):
 
 @dataclass(frozen=True)
 class Step:
-    """One segment of a resolved path: a field, and an element index or map key if any."""
+    """One segment of a resolved path: a field, and an element (by index, or by the ``name``
+    of a named element such as an instance group) or map key if any."""
 
     field: FieldDescriptor
     index: int | None = None
     key: str | None = None
+    element: str | None = None
+
+    @property
+    def one(self) -> bool:
+        """Whether the step picks one element of a repeated field."""
+        return self.index is not None or self.element is not None
 
 
 def parse_value(text: str) -> Any:
@@ -101,6 +129,9 @@ def resolve(path: str, descriptor: Descriptor = ModelConfig.DESCRIPTOR) -> list[
             raise ParamError(f"{path}: unknown field {name!r}{hint}")
         if index is not None and not (_is_repeated(field) and not _is_map(field)):
             raise ParamError(f"{path}: {name} is not a list, it takes no [index]")
+        if index is not None and not index.isdigit() and "name" not in (field.message_type.fields_by_name
+                                                                         if field.message_type else {}):  # fmt: skip
+            raise ParamError(f"{path}: the elements of {name} have no names: write {name}[N]")
         if _is_map(field):
             if i + 1 >= len(segments):
                 raise ParamError(f"{path}: {name} is a map: name its key, as {name}.KEY")
@@ -110,7 +141,10 @@ def resolve(path: str, descriptor: Descriptor = ModelConfig.DESCRIPTOR) -> list[
             if i < len(segments):
                 raise ParamError(f"{path}: nothing can follow the key of {name}")
             break
-        steps.append(Step(field, index=int(index) if index is not None else None))
+        if index is not None and not index.isdigit():
+            steps.append(Step(field, element=index))
+        else:
+            steps.append(Step(field, index=int(index) if index is not None else None))
         i += 1
         if i < len(segments):
             if field.message_type is None:
@@ -121,6 +155,48 @@ def resolve(path: str, descriptor: Descriptor = ModelConfig.DESCRIPTOR) -> list[
 
 def canonical_path(name: str) -> str:
     return ALIASES.get(name, name)
+
+
+def path_for(name: str, config: ModelConfig) -> str:
+    """The field ``name`` (a short name or a dotted path) means in ``config``. The batcher's
+    settings are found in the scheduler the model actually uses (``sequence_batching.oldest.*``
+    on a model batching sequences the Oldest way), and an instance group's only where the model
+    has one group or the path names one. ParamError names the paths that do exist."""
+    path = _scheduler_path(name, config) if name in SCHEDULER_NAMES else canonical_path(name)
+    steps = resolve(path)
+    top = steps[0]
+    if config.platform == "ensemble" and top.field.name in ("instance_group", "dynamic_batching", "sequence_batching"):
+        raise ParamError(f"{name}: {config.name} is an ensemble, with no instances or batcher of its own: "
+                         "set it on its composing models")  # fmt: skip
+    if top.field.name == "instance_group":
+        groups = config.instance_group
+        rest = path.partition(".")[2]
+        choices = [f"instance_group[{i}].{rest}" + (f" (or instance_group[{g.name}].{rest})" if g.name else "")
+                   for i, g in enumerate(groups)]  # fmt: skip
+        listed = "; ".join(choices)
+        if not top.one and len(groups) > 1:
+            raise ParamError(f"{name}: {config.name} has {len(groups)} instance groups: name one, as {listed}")
+        if top.element is not None and top.element not in [g.name for g in groups]:
+            raise ParamError(f"{name}: {config.name} has no instance group named {top.element!r}; choose {listed}")
+    return path
+
+
+def _scheduler_path(name: str, config: ModelConfig) -> str:
+    """A batcher setting's path in the scheduler ``config`` uses: the dynamic batcher's, or
+    its sequence batcher's strategy's (Direct when none is written, as in Triton)."""
+    choice = config.WhichOneof("scheduling_choice")
+    if choice == "ensemble_scheduling":
+        raise ParamError(f"{name}: {config.name} is an ensemble, with no batcher of its own: "
+                         "set it on its composing models")  # fmt: skip
+    if choice != "sequence_batching":
+        return f"dynamic_batching.{name}"
+    strategy = config.sequence_batching.WhichOneof("strategy_choice") or "direct"
+    fields = getattr(config.sequence_batching, strategy).DESCRIPTOR.fields_by_name
+    if name in fields:
+        return f"sequence_batching.{strategy}.{name}"
+    existing = ", ".join(f"sequence_batching.{strategy}.{f}" for f in fields)
+    raise ParamError(f"{name}: {config.name} batches sequences with the {strategy.capitalize()} strategy, "
+                     f"which has no {name}; its settings are {existing}")  # fmt: skip
 
 
 def coerce(path: str, value: Any) -> Any:
@@ -150,8 +226,9 @@ def _scalar(path: str, field: FieldDescriptor, value: Any) -> Any:
     if field.type in _INTEGER_TYPES:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ParamError(f"{path}: expects a whole number, got {value!r}")
-        if value < 0 and field.type in (FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_UINT64):
-            raise ParamError(f"{path}: expects a number of 0 or more, got {value}")
+        least, why = _MINIMUM.get(field.full_name, (0, "it counts or times something"))
+        if value < least and (field.full_name in _MINIMUM or field.type in _UNSIGNED or "microseconds" in field.name):
+            raise ParamError(f"{path}: expects {least} or more ({why}), got {value}")
         return value
     if field.type == FieldDescriptor.TYPE_BOOL:
         if not isinstance(value, bool):
@@ -174,9 +251,10 @@ def _scalar(path: str, field: FieldDescriptor, value: Any) -> Any:
 
 
 def apply(config: ModelConfig, path: str, value: Any) -> None:
-    """Set ``path`` to a value already checked by :func:`coerce`, creating what is missing
-    (``dynamic_batching`` on a model without it, the one instance group of a bare config)."""
-    _apply(config, resolve(canonical_path(path)), value)
+    """Set ``path`` (as :func:`path_for` reads it in ``config``) to a value already checked by
+    :func:`coerce`, creating what is missing (``dynamic_batching`` on a model with no
+    scheduler, the one instance group of a bare config)."""
+    _apply(config, resolve(path_for(path, config)), value)
 
 
 def _apply(message: Message, steps: list[Step], value: Any) -> None:
@@ -190,7 +268,9 @@ def _apply(message: Message, steps: list[Step], value: Any) -> None:
         return
     if _is_repeated(field):
         elements = getattr(message, field.name)
-        if step.index is not None:
+        if step.element is not None:
+            targets = [e for e in elements if e.name == step.element]
+        elif step.index is not None:
             while len(elements) <= step.index:
                 elements.add()
             targets = [elements[step.index]]
@@ -231,7 +311,7 @@ def _enum_numbers(field: FieldDescriptor, values: list[Any]) -> list[Any]:
 def read(config: ModelConfig, path: str) -> Any:
     """The value at ``path``, as plain Python (lists, names of enums), for comparing the
     config a server reports with the one intended."""
-    values = _read(config, resolve(canonical_path(path)))
+    values = _read(config, resolve(path_for(path, config)))
     return values[0] if len(values) == 1 else values
 
 
@@ -242,8 +322,11 @@ def _read(message: Message, steps: list[Step]) -> list[Any]:
         params = getattr(message, field.name)
         return [params[step.key].string_value if step.key in params else None]
     container = getattr(message, field.name)
-    if _is_repeated(field) and (rest or step.index is not None):
-        elements = list(container) if step.index is None else list(container)[step.index : step.index + 1]
+    if _is_repeated(field) and (rest or step.one):
+        if step.element is not None:
+            elements = [e for e in container if e.name == step.element]
+        else:
+            elements = list(container) if step.index is None else list(container)[step.index : step.index + 1]
         if not rest:
             return [_plain(field, e) for e in elements]
         return [v for element in elements for v in _read(element, rest)]

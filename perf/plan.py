@@ -7,12 +7,15 @@ import copy
 import difflib
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from google.protobuf import json_format
+
 from perf import host, params, space
-from perf.modelconfig import KIND_GPU, ModelConfig, for_host, format_config
+from perf.modelconfig import KIND_CPU, KIND_GPU, KIND_MODEL, ModelConfig, ModelInstanceGroup, for_host, format_config
 from perf.repository import Repository
 
 APPLY_MODES = ("reload", "restart")
@@ -65,6 +68,7 @@ class Plan:
     params: list[Param]
     points: list[Point]
     baseline: dict[str, ModelConfig] = field(repr=False)  # each model's config, adapted to the host
+    notes: tuple[str, ...] = ()  # what the sweep measures differently from what the configs say
 
     @property
     def changed_models(self) -> list[str]:
@@ -153,11 +157,10 @@ def _target(name: str, model: str, repo: Repository, members: list[str]) -> tupl
         return head, rest, ()
     if head in repo.configs:
         raise PlanError([f"{name}: name a setting after the model, as {head}.max_batch_size"])
-    path = params.canonical_path(name)
-    params.resolve(path)  # an unknown field is named before anything else
+    params.resolve(params.canonical_path(name))  # an unknown field is named before anything else
     if not is_ensemble(repo.configs[model]):
         return model, name, ()
-    targets = tuple(m for m in members if _has_setting(repo.configs[m], path))
+    targets = tuple(m for m in members if _has_setting(repo.configs[m], name))
     if not targets:
         raise PlanError(
             [
@@ -168,15 +171,20 @@ def _target(name: str, model: str, repo: Repository, members: list[str]) -> tupl
     return model, name, targets
 
 
-def _has_setting(config: ModelConfig, path: str) -> bool:
-    """Whether a tied setting reaches this composing model: the dynamic batcher's settings only
-    where it batches dynamically, max_batch_size where it batches at all, nothing of a nested
-    ensemble (which has no instances or batcher of its own)."""
+def _has_setting(config: ModelConfig, name: str) -> bool:
+    """Whether a tied setting reaches this composing model: the batcher's settings only where
+    it has a batcher with that setting, max_batch_size where it batches at all, nothing of a
+    nested ensemble (which has no instances or batcher of its own)."""
     if is_ensemble(config):
         return False
-    if path.partition(".")[0] == "dynamic_batching":
-        return config.HasField("dynamic_batching")
-    if path == "max_batch_size":
+    if params.canonical_path(name).partition(".")[0] in ("dynamic_batching", "sequence_batching"):
+        if config.WhichOneof("scheduling_choice") is None:
+            return False
+        try:
+            params.path_for(name, config)
+        except params.ParamError:
+            return False
+    if name == "max_batch_size":
         return config.max_batch_size > 0
     return True
 
@@ -187,10 +195,12 @@ def build(
     repo: Repository,
     gpu_count: int,
     cores: int | None = None,
+    response_cache: bool = True,
 ) -> Plan:
     """Validate everything and expand the grid. Values may be strings from the command line
     (read as YAML) or already-typed values from a sweep file; None generates them from the
-    models' configs, ``gpu_count`` and ``cores`` (default: the cores this process may use)."""
+    models' configs, ``gpu_count`` and ``cores`` (default: the cores this process may use).
+    ``response_cache`` False sweeps every model with its response cache off."""
     repo.require([model])
     base = repo.configs[model]
     members = composing_models(base) if is_ensemble(base) else []
@@ -202,12 +212,17 @@ def build(
         path = name
         try:
             target, path, targets = _target(name, model, repo, members)
+            for m in targets or (target,):
+                params.path_for(path, repo.configs[m])
             if raw_values is None:
                 configs = [repo.configs[m] for m in targets or (target,)]
                 values = space.generate(path, configs, gpu_count, host.cores() if cores is None else cores)
             else:
                 values = [params.parse_value(v) if isinstance(v, str) else v for v in raw_values]
-            typed = tuple(params.coerce(path, v) for v in values)
+            typed, bad = _coerce_all(path, values)
+            problems.extend(f"{name.removesuffix(path)}{error}" for error in bad)
+            if not typed:
+                continue  # the good values still make points, for their problems to be found too
         except PlanError as error:
             problems.extend(error.problems)
             continue
@@ -222,9 +237,13 @@ def build(
         swept.append(param)
     if not raw_params:
         problems.append("nothing to sweep: give at least one --param NAME [--values ...]")
-    if problems:
+    if not swept:
         raise PlanError(problems)
     baseline = {m: for_host(repo.configs[m], gpu_count) for m in models}
+    notes = host_notes({m: repo.configs[m] for m in models}, gpu_count, response_cache)
+    if not response_cache:
+        for config in baseline.values():
+            config.ClearField("response_cache")
     points = []
     # Instance counts change fastest: Triton adds or removes instances without reloading the
     # model when only the count differs, the cheapest apply there is.
@@ -232,15 +251,112 @@ def build(
     for combination in snake_product([p.values for p in order]):
         point = make_point(list(zip(order, combination, strict=True)), baseline, model, members)
         problems.extend(f"point {_describe(point.values)}: {p}" for p in _validate(point, gpu_count))
+        problems.extend(unnamed_changes(point, baseline, swept, model))
         points.append(point)
-    if any("is above max_batch_size" in p for p in problems):
+    problems = list(dict.fromkeys(problems))  # a change nobody named is the same in every point
+    if any("is above max_batch_size" in p for p in problems) and any(p.path.endswith("max_batch_size") for p in swept):
         problems.append(
             "hint: a --param with one value is a fixed setting: add --param MODEL.preferred_batch_size "
             "--values '[]' to let Triton batch up to max_batch_size"
         )
     if problems:
         raise PlanError(problems)
-    return Plan(model, models, swept, points, baseline)
+    return Plan(model, models, swept, points, baseline, tuple(notes))
+
+
+def host_notes(configs: dict[str, ModelConfig], gpu_count: int, response_cache: bool) -> list[str]:
+    """What the sweep measures other than what the configs say, to be said wherever its
+    numbers are: GPU instances run on the CPU of a host without GPUs; a response cache
+    answers replayed inputs from memory."""
+    notes = []
+    for name, config in configs.items():
+        gpu_groups = [i for i, g in enumerate(config.instance_group) if g.kind == KIND_GPU]
+        if gpu_groups and gpu_count == 0:
+            groups = ", ".join(f"instance_group[{i}]" for i in gpu_groups)
+            notes.append(f"{name}: {groups} asks for KIND_GPU, but this host has no GPU: it runs as KIND_CPU "
+                         "here, so these numbers are the CPU's, not the GPU's")  # fmt: skip
+        if config.response_cache.enable:
+            notes.append(
+                f"{name}: response_cache is on: perf replays the same inputs, so repeated requests are answered "
+                "from the cache and the numbers measure the cache, not the model; --no-response-cache sweeps "
+                "with it off"
+                if response_cache
+                else f"{name}: response_cache switched off for the sweep"
+            )
+    return notes
+
+
+# The scheduler is one choice (a protobuf oneof): setting one of these clears the others.
+SCHEDULERS = ("dynamic_batching", "sequence_batching", "ensemble_scheduling")
+
+
+def unnamed_changes(point: Point, baseline: dict[str, ModelConfig], swept: list[Param], model: str) -> list[str]:
+    """The fields a point would change, drop or add that no swept setting names, one problem
+    per model: a path into one block of a ``oneof`` clears the other block (the sequence
+    batcher replaced by a dynamic one), and a whole block set from a value drops what the value
+    leaves out. An ensemble's max_batch_size lowered to follow its composing models is named
+    by the point's note."""
+    problems = []
+    for name, config in point.configs.items():
+        named = [params.path_for(p.path, baseline[name]) for p in swept if name in p.models]
+        followed = ["max_batch_size"] if name == model else []
+        before, after = _leaves(baseline[name]), _leaves(config)
+        changed = [path for path in dict.fromkeys([*before, *after]) if before.get(path) != after.get(path)]
+        unnamed = [path for path in changed if not any(_under(path, n, baseline[name]) for n in [*named, *followed])]
+        if not unnamed:
+            continue
+        shown = ", ".join(unnamed[:6]) + (f" and {len(unnamed) - 6} more" if len(unnamed) > 6 else "")
+        lost = {path.split(".")[0].split("[")[0] for path in unnamed} & set(SCHEDULERS)
+        why = (
+            f"; {', '.join(SCHEDULERS)} are one choice in Triton's ModelConfig, so setting one drops the other"
+            if lost
+            else ""
+        )
+        problems.append(f"{name}: {', '.join(named) or 'the plan'} would also change {shown}, "
+                        f"which no --param names{why}: name the field in the block the model uses")  # fmt: skip
+    return problems
+
+
+def _leaves(config: ModelConfig) -> dict[str, Any]:
+    """Every set field of a config as ``dotted.path[i]: value``; a list of plain values is one leaf."""
+    found: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, item)
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for i, item in enumerate(value):
+                walk(f"{prefix}[{i}]", item)
+        else:
+            found[prefix] = value
+
+    walk("", json_format.MessageToDict(config, preserving_proto_field_name=True))
+    return found
+
+
+def _under(path: str, named: str, config: ModelConfig) -> bool:
+    """Whether a leaf's path lies in what a swept path names: ``instance_group.count`` names
+    every group's count, ``instance_group[gpu].count`` the count of the group called gpu."""
+    pattern = ""
+    for segment in named.split("."):
+        field, _, index = segment.partition("[")
+        index = index.rstrip("]")
+        if index and not index.isdigit():
+            index = str(next((i for i, g in enumerate(config.instance_group) if g.name == index), -1))
+        pattern += (r"\." if pattern else "") + re.escape(field) + (rf"\[{index}\]" if index else r"(\[\d+\])?")
+    return re.match(pattern + r"($|[.\[])", path) is not None
+
+
+def _coerce_all(path: str, values: list[Any]) -> tuple[tuple[Any, ...], list[str]]:
+    """Every value typed, and every value's problem: all of them at once, not the first."""
+    typed, bad = [], []
+    for value in values:
+        try:
+            typed.append(params.coerce(path, value))
+        except params.ParamError as error:
+            bad.append(str(error))
+    return tuple(typed), bad
 
 
 def _overlap(a: Param, b: Param) -> bool:
@@ -298,15 +414,19 @@ def make_point(
 def _validate(point: Point, gpu_count: int) -> list[str]:
     problems = []
     for name, config in point.configs.items():
-        batching = config.dynamic_batching
-        if config.HasField("dynamic_batching") and batching.preferred_batch_size:
+        batchers = {"dynamic batching": config.dynamic_batching.preferred_batch_size,
+                    "sequence batching": config.sequence_batching.oldest.preferred_batch_size}  # fmt: skip
+        for batcher, preferred in batchers.items():
+            if not preferred:
+                continue
             if config.max_batch_size == 0:
-                problems.append(f"{name}: dynamic batching needs max_batch_size > 0")
-            elif max(batching.preferred_batch_size) > config.max_batch_size:
+                problems.append(f"{name}: {batcher} with preferred_batch_size {list(preferred)} needs "
+                                "max_batch_size > 0 (0 means the model takes no batches)")  # fmt: skip
+            elif max(preferred) > config.max_batch_size:
                 problems.append(
-                    f"{name}: preferred_batch_size {list(batching.preferred_batch_size)} is above "
-                    f"max_batch_size {config.max_batch_size}"
+                    f"{name}: preferred_batch_size {list(preferred)} is above max_batch_size {config.max_batch_size}"
                 )
+        problems.extend(f"{name}: {problem}" for problem in _kind_problems(config))
         if gpu_count == 0:
             for group in config.instance_group:
                 if group.kind == KIND_GPU or group.gpus:
@@ -316,6 +436,28 @@ def _validate(point: Point, gpu_count: int) -> list[str]:
             for group in config.instance_group:
                 if bad := [g for g in group.gpus if g >= gpu_count]:
                     problems.append(f"{name}: gpus {bad} do not exist (this host has {gpu_count})")
+    return problems
+
+
+# Backends that run on one kind of device only.
+_GPU_ONLY = {"tensorrt", "tensorrt_plan"}
+_CPU_ONLY = {"openvino"}
+
+
+def _kind_problems(config: ModelConfig) -> list[str]:
+    """Instance groups Triton would refuse: GPUs listed for a CPU group, a backend on a device
+    it cannot run on."""
+    backend = config.backend or config.platform
+    problems = []
+    for i, group in enumerate(config.instance_group):
+        kind = ModelInstanceGroup.Kind.Name(group.kind)
+        if group.gpus and group.kind in (KIND_CPU, KIND_MODEL):
+            problems.append(f"instance_group[{i}] is {kind} but lists gpus {list(group.gpus)}: only KIND_GPU "
+                            "and KIND_AUTO groups take gpus")  # fmt: skip
+        if backend in _GPU_ONLY and group.kind == KIND_CPU:
+            problems.append(f"instance_group[{i}] is KIND_CPU, but {backend} runs on GPUs only: use KIND_GPU")
+        if backend in _CPU_ONLY and group.kind == KIND_GPU:
+            problems.append(f"instance_group[{i}] is KIND_GPU, but {backend} runs on the CPU only: use KIND_CPU")
     return problems
 
 

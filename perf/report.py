@@ -220,6 +220,7 @@ def write_report(findings: Findings) -> Path:
         title=f"perf report: {run.model} — {run.name}",
         run=run,
         meta=_meta(run),
+        notes=run.metadata.get("notes", []),
         slo=findings.slo_p99_ms,
         verdict=verdict(findings),
         diff=findings.winner_diff,

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -79,6 +80,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--slo-p99-ms", type=float, help="latency objective: the best config must meet it")
     p.add_argument("--url", help="measure a running server (gRPC HOST:PORT) instead of starting one")
     p.add_argument("--no-baseline", action="store_true", help="do not measure the repository's own config")
+    p.add_argument("--no-response-cache", action="store_true",
+                   help="sweep with every response cache off (replayed inputs measure the cache)")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     return p
 
@@ -171,7 +174,7 @@ def main(args: list[str], console: Console) -> int:
     repo = open_repository(repo_path, ns.profile)
     remote = RemoteServer.from_url(ns.url) if ns.url else None
     gpu_count = len(host.gpus())
-    the_plan = plan.build(ns.model, pairs, repo, gpu_count, host.cores())
+    the_plan = plan.build(ns.model, pairs, repo, gpu_count, host.cores(), response_cache=not ns.no_response_cache)
     if not ns.no_baseline:
         the_plan = plan.with_baseline(the_plan)
     load = load_spec(ns)
@@ -184,6 +187,7 @@ def main(args: list[str], console: Console) -> int:
         return 0
     out = ns.out or Path("runs") / f"sweep-{dt.datetime.now():%Y%m%d-%H%M%S}"
     folder = results.RunFolder.open(out, plan_record(the_plan, load, apply, ns.profile), columns(the_plan))
+    print_notes(the_plan, console)
     console.print(f"{len(the_plan.points)} points, {describe_load(load, ns.slo_p99_ms)}: about {_minutes(estimate)}; "
                   f"results in {folder.path}", highlight=False)  # fmt: skip
     with _progress(console) as bar:
@@ -245,11 +249,14 @@ def measurements_per_point(load: LoadSpec) -> int:
 def print_plan(
     the_plan: plan.Plan, load: LoadSpec, apply: str, estimate: float, slo: float | None, console: Console
 ) -> None:
-    table = Table("point", "id", *(p.column for p in the_plan.params), "notes", title=f"Sweep of {the_plan.model}")
+    columns = [escape(p.column) for p in the_plan.params]  # instance_group[1].count is not markup
+    table = Table("point", "id", *columns, "notes", title=f"Sweep of {the_plan.model}")
     for i, point in enumerate(the_plan.points):
         notes = "; ".join([*(["baseline"] if point.baseline else []), *point.notes])
-        table.add_row(str(i), point.id, *(_value(point.values[p.column]) for p in the_plan.params), notes)
+        table.add_row(str(i), point.id, *(escape(_value(point.values[p.column])) for p in the_plan.params),
+                      escape(notes))  # fmt: skip
     console.print(table)
+    print_notes(the_plan, console)
     for i, point in enumerate(the_plan.points):
         for model, config in point.configs.items():
             diff = plan.config_diff(the_plan.baseline[model], config, model)
@@ -258,6 +265,12 @@ def print_plan(
                 console.print(diff, highlight=False, markup=False)
     console.print(f"{len(the_plan.points)} points, {describe_load(load, slo)}, apply by {apply}: "
                   f"about {_minutes(estimate)}", highlight=False)  # fmt: skip
+
+
+def print_notes(the_plan: plan.Plan, console: Console) -> None:
+    """What the numbers will not be: said before a sweep starts, as in its report."""
+    for note in the_plan.notes:
+        console.print(f"[yellow]note[/yellow]: {escape(note)}", highlight=False)
 
 
 def print_summary(folder: results.RunFolder, slo: float | None, console: Console) -> None:

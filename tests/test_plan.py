@@ -67,9 +67,17 @@ def test_short_names_and_dotted_paths_set_the_config(name: str, value: object, e
 
 
 def test_a_bare_model_without_dynamic_batching_gets_it() -> None:
-    config = read_config(REPO / "ensemble_model" / "config.pbtxt")
+    config = read_config(REPO / "classifier" / "config.pbtxt")
+    config.ClearField("dynamic_batching")
     params.apply(config, "max_queue_delay_microseconds", 50)
     assert config.HasField("dynamic_batching")
+
+
+def test_an_ensemble_has_no_batcher_or_instances_to_set() -> None:
+    config = read_config(REPO / "ensemble_model" / "config.pbtxt")
+    for name in ("max_queue_delay_microseconds", "instance_count"):
+        with pytest.raises(params.ParamError, match="is an ensemble, with no .* of its own"):
+            params.apply(config, name, 1)
 
 
 @pytest.mark.parametrize(
