@@ -25,7 +25,7 @@ from typing import Any
 from perf import __version__, host, params, search, tools
 from perf.drivers import Driver, DriverError
 from perf.drivers.locust import Locust
-from perf.drivers.perf_analyzer import LATENCY_COLUMNS, PerfAnalyzer, write_input_data
+from perf.drivers.perf_analyzer import LATENCY_COLUMNS, PerfAnalyzer, input_problems, model_args, write_input_data
 from perf.images import image_files, synthetic_set
 from perf.modelconfig import ModelConfig
 from perf.observe import RESOURCE_COLUMNS, ResourceSampler, breakdown, breakdown_columns, snapshot
@@ -57,6 +57,7 @@ class LoadSpec:
     driver: str = "perf_analyzer"  # or "locust" (see perf.drivers)
     margin: float = MARGIN  # racing: throughputs within this fraction are equivalent
     max_rounds: int = MAX_ROUNDS  # racing: rounds before survivors are declared not separable
+    shapes: tuple[str, ...] = ()  # NAME:D1,D2 for inputs of variable size (perf_analyzer's --shape)
 
     @property
     def races(self) -> bool:
@@ -65,6 +66,24 @@ class LoadSpec:
 
     def level_label(self, level: float) -> str:
         return f"{level:g}"
+
+
+def takes_images(config: ModelConfig) -> bool:
+    """Whether a model takes encoded images: one UINT8 input, as the reference ensemble does."""
+    return len(config.input) == 1 and config.input[0].data_type == TYPE_UINT8
+
+
+def load_problems(plan: Plan, load: LoadSpec) -> list[str]:
+    """Why the driver could not load the swept model as asked, found before anything starts."""
+    config = plan.baseline[plan.model]
+    if load.driver == "locust":
+        kinds = [kind for kind, has in (("decoupled", config.model_transaction_policy.decoupled),
+                                        ("sequence", config.HasField("sequence_batching"))) if has]  # fmt: skip
+        if kinds:
+            return [f"--driver locust: {plan.model} is a {' and '.join(kinds)} model, which perf's Locust users "
+                    "do not drive (no streams, no sequence flags): use the default driver, perf_analyzer"]  # fmt: skip
+        return []
+    return input_problems(config, load.shapes, has_data=takes_images(config))
 
 
 def columns(plan: Plan) -> list[str]:
@@ -92,6 +111,7 @@ def plan_record(plan: Plan, load: LoadSpec, apply: str, profile: str | None = No
             "batch_size": load.batch_size, "window_ms": load.window_ms, "window_requests": load.window_requests,
             "images": str(load.images) if load.images else None, "driver": load.driver,
             **({"margin": load.margin, "max_rounds": load.max_rounds} if load.races else {}),
+            **({"shapes": list(load.shapes)} if load.shapes else {}),
         },
         "apply": apply,
     }  # fmt: skip
@@ -259,12 +279,12 @@ class Sweep:
             batch_size=self.load.batch_size,
             measurement_interval_ms=self.load.window_ms,
             measurement_requests=self.load.window_requests,
+            extra_args=model_args(self.plan.baseline[self.plan.model], self.load.shapes),
         )
 
     def _input_data(self) -> Path | None:
         config = self.plan.baseline[self.plan.model]
-        takes_images = len(config.input) == 1 and config.input[0].data_type == TYPE_UINT8
-        if not takes_images:
+        if not takes_images(config):
             if self.load.images:
                 raise SweepError(f"--images: {self.plan.model} does not take encoded images (its input is not UINT8)")
             return None

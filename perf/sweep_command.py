@@ -23,7 +23,7 @@ from perf.drivers.perf_analyzer import LOAD_KINDS
 from perf.repository import open_repository, reference_repository
 from perf.search.race import MARGIN, MAX_ROUNDS
 from perf.server import RemoteServer, embedded_launcher
-from perf.sweep import LoadSpec, Sweep, columns, plan_record
+from perf.sweep import LoadSpec, Sweep, columns, load_problems, plan_record
 
 USAGE = """perf sweep [--model MODEL] --param NAME [--values V1 V2 ...] [--param NAME [--values ...]]
                   [--concurrency N ... | --request-rate R ...] [--repeats N] [--apply reload|restart]
@@ -68,6 +68,8 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--apply", choices=plan.APPLY_MODES, help="reload via the model-control API (default) or restart")
     p.add_argument("--out", type=Path, help="run folder (default runs/sweep-TIMESTAMP); an existing one resumes")
+    p.add_argument("--shape", action="append", metavar="NAME:DIMS",
+                   help="an input of variable size: the size to send (INPUT0:8,16; repeatable)")  # fmt: skip
     p.add_argument("--images", type=Path, help="folder of JPEG/PNG payloads (default: generated 640x480 JPEGs)")
     p.add_argument("--batch-size", type=int, help="client batch size (default 1)")
     p.add_argument("--driver", choices=DRIVERS,
@@ -165,6 +167,7 @@ def load_spec(ns: argparse.Namespace) -> LoadSpec:
         driver=ns.driver or "perf_analyzer",
         margin=ns.margin or MARGIN,
         max_rounds=ns.max_rounds or MAX_ROUNDS,
+        shapes=tuple(ns.shape or ()),
     )
 
 
@@ -178,6 +181,8 @@ def main(args: list[str], console: Console) -> int:
     if not ns.no_baseline:
         the_plan = plan.with_baseline(the_plan)
     load = load_spec(ns)
+    if problems := load_problems(the_plan, load):
+        raise plan.PlanError(problems)
     apply = ns.apply or "reload"
     if remote and apply == "restart":
         raise plan.PlanError(["--apply restart needs a server perf starts itself: drop --url"])

@@ -7,6 +7,7 @@ import ipaddress
 import math
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -150,6 +151,19 @@ def test_images_of_known_classes_get_their_labels_in_upload_order(gateway: Gatew
         assert p["top_k"][0]["probability"] >= p["top_k"][1]["probability"]
     assert body["model"] == MODEL
     assert 0 < body["timing"]["triton_ms"] <= body["timing"]["total_ms"]
+
+
+def test_the_deployment_guides_client_as_the_readme_corrects_it(gateway: Gateway, tmp_path: Path) -> None:
+    """The README's snippet, run as a user runs it, the port moved to this test's gateway."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### The deployment guide's client", 1)[1]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'requests.post("http://localhost:8080/predict"' in snippet, "the one change: the gateway's port"
+    (tmp_path / "sample.jpg").write_bytes(encode(synthetic_image(0, np.random.default_rng(0))))
+    script = snippet.replace("localhost:8080", f"127.0.0.1:{gateway.port}")
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "'predictions'" in out.stdout and "'file': 'sample.jpg'" in out.stdout, out.stdout
 
 
 def test_a_thousand_files_in_one_request_are_split_into_calls_of_max_batch_size(

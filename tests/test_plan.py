@@ -76,7 +76,7 @@ def test_a_bare_model_without_dynamic_batching_gets_it() -> None:
 def test_an_ensemble_has_no_batcher_or_instances_to_set() -> None:
     config = read_config(REPO / "ensemble_model" / "config.pbtxt")
     for name in ("max_queue_delay_microseconds", "instance_count"):
-        with pytest.raises(params.ParamError, match="is an ensemble, with no .* of its own"):
+        with pytest.raises(params.ParamError, match=r"is an ensemble, with no .* of its own"):
             params.apply(config, name, 1)
 
 

@@ -169,3 +169,38 @@ def test_perf_serve_on_a_busy_port_exits_with_the_reason() -> None:
                        "--metrics-port", str(ports.metrics))  # fmt: skip
     assert out.returncode == 1
     assert f"port {ports.http} (HTTP)" in out.stdout and "already in use" in out.stdout
+
+
+def _busy(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_the_deployment_guides_debugging_curls_work_against_perf_serve_as_written() -> None:
+    """The guide's tips, typed as it prints them, against `perf serve` on its default ports."""
+    if busy := [port for port in (8000, 8001, 8002) if _busy(port)]:
+        pytest.skip(f"ports {busy} are taken on this machine: the guide's commands name 8000")
+    proc = subprocess.Popen([sys.executable, "-m", "perf", "serve"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+    try:
+        lines = []
+        while line := proc.stdout.readline():
+            lines.append(line)
+            if "Ctrl-C to stop" in line:
+                break
+        assert "Triton ready" in "".join(lines), "".join(lines)
+        status = ["-s", "-o", "/dev/null", "-w", "%{http_code}"]  # its answer is an empty 200
+        ready = subprocess.run(["curl", *status, "localhost:8000/v2/health/ready"], capture_output=True, text=True,
+                               timeout=30)  # fmt: skip
+        assert ready.stdout == "200", "the guide's `curl localhost:8000/v2/health/ready`, with its status shown"
+        config = subprocess.run(["curl", "localhost:8000/v2/models/ensemble_model/config"], capture_output=True,
+                                text=True, timeout=30)  # fmt: skip
+        assert config.returncode == 0 and '"name":"ensemble_model"' in config.stdout, config.stdout[:500]
+        assert '"platform":"ensemble"' in config.stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert not _busy(8000), "perf serve stopped Triton"

@@ -10,8 +10,10 @@ import pytest
 from google.protobuf import text_format
 
 from perf import params, plan
+from perf.drivers.perf_analyzer import input_problems, model_args
 from perf.modelconfig import ModelConfig
 from perf.repository import Repository
+from perf.sweep import LoadSpec, load_problems
 
 IO = """
 input [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]
@@ -156,3 +158,23 @@ def test_a_gpu_config_on_a_host_without_gpus_is_said_and_a_response_cache_warned
     assert not any(p.configs["groups"].response_cache.enable for p in off.points)
     assert not off.baseline["groups"].response_cache.enable
     assert "response_cache switched off" in " ".join(off.notes)
+
+
+def test_what_perf_analyzer_must_be_told_of_a_model() -> None:
+    decoupled = text_format.Parse(
+        'name: "stream" backend: "python" model_transaction_policy { decoupled: true }'
+        'input [ { name: "TEXT" data_type: TYPE_STRING dims: [ -1 ] } ]',
+        ModelConfig(),
+    )
+    assert model_args(decoupled, ("TEXT:16",)) == ["--streaming", "--shape", "TEXT:16"]
+    (problem,) = input_problems(decoupled, (), has_data=False)
+    assert "input TEXT of stream has dims [-1], of variable size" in problem and "--shape TEXT:8" in problem
+    assert input_problems(decoupled, ("TEXT:16",), has_data=False) == []
+    assert "stream has no input IMAGE" in " ".join(input_problems(decoupled, ("IMAGE:3",), has_data=False))
+
+
+def test_the_locust_driver_refuses_models_it_cannot_drive() -> None:
+    swept = build("oldest", ("max_queue_delay_microseconds", ["0", "10"]))
+    (problem,) = load_problems(swept, LoadSpec(driver="locust"))
+    assert "oldest is a sequence model" in problem and "perf_analyzer" in problem
+    assert load_problems(swept, LoadSpec()) == [], "perf_analyzer sends sequences itself"

@@ -23,6 +23,7 @@ import pandas as pd
 
 from perf import host
 from perf.drivers import DriverError
+from perf.modelconfig import ModelConfig
 from perf.tools import Tools
 
 # perf_analyzer CSV column (microseconds) -> our column (milliseconds).
@@ -64,6 +65,42 @@ def write_input_data(images: list[bytes], path: Path, input_name: str = "RAW_IMA
         raise ValueError("perf_analyzer needs at least one image")
     path.write_text(json.dumps({"data": steps}))
     return path
+
+
+_SHAPE = re.compile(r"^([^:\s]+):(\d+(?:,\d+)*)$")
+
+
+def model_args(config: ModelConfig, shapes: tuple[str, ...] = ()) -> list[str]:
+    """What perf_analyzer must be told of a model that it cannot read from its config: a
+    decoupled model answers on a stream, and inputs of variable size need a shape. (A sequence
+    model it handles itself: it reads the sequence batcher and sends sequences.)"""
+    args = ["--streaming"] if config.model_transaction_policy.decoupled else []
+    for shape in shapes:
+        args += ["--shape", shape]
+    return args
+
+
+def input_problems(config: ModelConfig, shapes: tuple[str, ...], has_data: bool) -> list[str]:
+    """Why perf_analyzer could not make requests for ``config``'s inputs: a variable size with
+    no --shape (perf's image data sets its own), or a --shape that names no input."""
+    problems, given = [], {}
+    for shape in shapes:
+        if match := _SHAPE.match(shape):
+            given[match.group(1)] = match.group(2)
+        else:
+            problems.append(f"--shape {shape!r}: write NAME:DIM,DIM (for example INPUT0:8,16)")
+    names = [i.name for i in config.input]
+    problems += [f"--shape {name}: {config.name} has no input {name} (its inputs: {', '.join(names)})"
+                 for name in given if name not in names]  # fmt: skip
+    if has_data:
+        return problems
+    for tensor in config.input:
+        dims = list(tensor.dims)
+        if any(d < 0 for d in dims) and tensor.name not in given:
+            example = ",".join("8" if d < 0 else str(d) for d in dims)
+            problems.append(f"input {tensor.name} of {config.name} has dims {dims}, of variable size: say what to "
+                            f"send, as --shape {tensor.name}:{example}")  # fmt: skip
+    return problems
 
 
 @dataclass
