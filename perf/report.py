@@ -187,7 +187,10 @@ def race_rows(findings: Findings) -> list[dict[str, str]]:
         else:
             outcome = "no level: " + record.get("reason", "none within the SLO")
         label = findings.label(point) if point in labelled else point
-        level = "" if record["level"] is None else f"{findings.curves.load_kind} {record['level']:g}"
+        raced = race.get("entrants", {}).get(point, record["level"])  # where the race left it (moved down?)
+        level = "" if raced is None else f"{findings.curves.load_kind} {raced:g}"
+        if moves := race.get("moves", {}).get(point):
+            outcome += f" (moved down: {'; '.join(moves)})"
         rows.append({"label": label, "level": level, "outcome": outcome})
     return rows
 
