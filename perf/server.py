@@ -62,24 +62,18 @@ class ModelState:
     reason: str
 
 
-def _replaced_instances(pid: int) -> bool:
-    """Whether two of the server's child processes serve the same model instance: the python
-    backend's stubs end their command lines with the instance's name (``classifier_0_1
-    DEFAULT``), so an old stub still exiting shares it with its replacement."""
-    seen = set()
+def python_stubs(pid: int) -> int:
+    """The python backend's stub processes under the server: one per model instance it serves,
+    and those of replaced instances until they have exited."""
     try:
         children = psutil.Process(pid).children(recursive=True)
     except psutil.Error:
-        return False
+        return 0
+    count = 0
     for child in children:
-        try:
-            instance = tuple(child.cmdline()[-2:])
-        except psutil.Error:
-            continue
-        if instance in seen:
-            return True
-        seen.add(instance)
-    return False
+        with contextlib.suppress(psutil.Error):
+            count += child.name().startswith("triton_python")
+    return count
 
 
 class TritonServer(ABC):
@@ -115,15 +109,16 @@ class TritonServer(ABC):
         """The server's process, where perf launched it."""
         return None
 
-    def settle(self, timeout: float = 15) -> None:
-        """Wait until the instances a reload replaced have exited. Triton answers a load before
-        the replaced instances' python stubs are gone; they exit over the next 1 to 4 s, using CPU
-        a measurement would otherwise have (11 % of the ensemble's throughput here) and memory
-        the sampler would count. A server perf did not start cannot be watched: no wait."""
+    def settle(self, instances: int, timeout: float = 15) -> None:
+        """Wait until the python stubs of the instances a reload replaced have exited, leaving
+        the ``instances`` the live configs have. Triton answers a load before they are gone; they
+        exit over the next 1 to 4 s, using CPU a measurement would otherwise have (11 % of the
+        ensemble's throughput here) and memory the sampler would count. A server perf did not
+        start cannot be watched: no wait."""
         if self.pid is None:
             return
         deadline = time.monotonic() + timeout
-        while _replaced_instances(self.pid) and time.monotonic() < deadline:
+        while python_stubs(self.pid) > instances and time.monotonic() < deadline:
             time.sleep(0.1)
 
     def __enter__(self) -> Self:

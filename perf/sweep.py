@@ -27,7 +27,7 @@ from perf.drivers import Driver, DriverError
 from perf.drivers.locust import Locust
 from perf.drivers.perf_analyzer import LATENCY_COLUMNS, PerfAnalyzer, input_problems, model_args, write_input_data
 from perf.images import image_files, synthetic_set
-from perf.modelconfig import ModelConfig
+from perf.modelconfig import KIND_AUTO, KIND_GPU, ModelConfig, ModelInstanceGroup
 from perf.observe import RESOURCE_COLUMNS, ResourceSampler, breakdown, breakdown_columns, snapshot
 from perf.plan import Plan, Point
 from perf.results import CRASHED, FAILED, OK, REFUSED, RunFolder
@@ -66,6 +66,19 @@ class LoadSpec:
 
     def level_label(self, level: float) -> str:
         return f"{level:g}"
+
+
+def python_instances(configs: dict[str, ModelConfig], gpu_count: int) -> int:
+    """How many python-backend instances (each its own stub process) ``configs`` run: a GPU
+    group has its count on each of its GPUs (all of the host's where it lists none)."""
+    total = 0
+    for config in configs.values():
+        if config.backend != "python":
+            continue
+        for group in config.instance_group or [ModelInstanceGroup()]:
+            on_gpus = group.kind in (KIND_GPU, KIND_AUTO) and gpu_count
+            total += max(1, group.count) * (len(group.gpus) or gpu_count if on_gpus else 1)
+    return total
 
 
 def takes_images(config: ModelConfig) -> bool:
@@ -209,7 +222,8 @@ class Sweep:
             self._load.warm_up(trial.level, self.load.kind)
             # The replaced instances exit while the new ones warm up; measuring before they are
             # gone would give them the measurement's CPU (11 % of the ensemble's throughput here).
-            self.server.settle()
+            serving = {m: point.configs.get(m, self.plan.baseline[m]) for m in self.plan.models}
+            self.server.settle(python_instances(serving, len(host.gpus())))
         return self._measure(point, trial)
 
     # -- apply ---------------------------------------------------------------------------
