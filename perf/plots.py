@@ -9,6 +9,7 @@ them from any thread and a notebook displays them as they are returned."""
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from dataclasses import dataclass
 
@@ -73,10 +74,23 @@ def point_labels(summary: pd.DataFrame, param_columns: list[str], varying_only: 
         return f"{model}.{name}" if several_models else name
 
     def label(row: pd.Series) -> str:
-        text = ", ".join(f"{short(c)}={row[c]}" for c in shown)
+        text = ", ".join(f"{short(c)}={_value_text(row[c])}" for c in shown)
         return f"baseline: {text}" if row["is_baseline"] else text
 
     return summary.apply(label, axis=1)
+
+
+def _value_text(value: object) -> str:
+    """A value as a legend shows it: a tied setting whose models differ (the baseline's
+    ``{"preprocessor": [8, 16], "classifier": [32]}``) as ``preprocessor [8, 16] / classifier [32]``."""
+    text = str(value)
+    if text.startswith("{"):
+        try:
+            per_model = json.loads(text)
+        except json.JSONDecodeError:
+            return text
+        return " / ".join(f"{model} {json.dumps(v)}" for model, v in per_model.items())
+    return text
 
 
 def curves(name: str, summary: pd.DataFrame, param_columns: list[str]) -> Curves:
