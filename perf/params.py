@@ -167,7 +167,7 @@ def path_for(name: str, config: ModelConfig) -> str:
     top = steps[0]
     if config.platform == "ensemble" and top.field.name in ("instance_group", "dynamic_batching", "sequence_batching"):
         raise ParamError(f"{name}: {config.name} is an ensemble, with no instances or batcher of its own: "
-                         "set it on its composing models")  # fmt: skip
+                         f"{_on_steps(name, config)}")  # fmt: skip
     if top.field.name == "instance_group":
         groups = config.instance_group
         rest = path.partition(".")[2]
@@ -181,13 +181,18 @@ def path_for(name: str, config: ModelConfig) -> str:
     return path
 
 
+def _on_steps(name: str, ensemble: ModelConfig) -> str:
+    """Where an ensemble's user can set ``name`` instead: on the models its steps call."""
+    steps = list(dict.fromkeys(step.model_name for step in ensemble.ensemble_scheduling.step))
+    return f"set it on the models it calls, as {' or '.join(f'{m}.{name}' for m in steps)}"
+
+
 def _scheduler_path(name: str, config: ModelConfig) -> str:
     """A batcher setting's path in the scheduler ``config`` uses: the dynamic batcher's, or
     its sequence batcher's strategy's (Direct when none is written, as in Triton)."""
     choice = config.WhichOneof("scheduling_choice")
     if choice == "ensemble_scheduling":
-        raise ParamError(f"{name}: {config.name} is an ensemble, with no batcher of its own: "
-                         "set it on its composing models")  # fmt: skip
+        raise ParamError(f"{name}: {config.name} is an ensemble, with no batcher of its own: {_on_steps(name, config)}")
     if choice != "sequence_batching":
         return f"dynamic_batching.{name}"
     strategy = config.sequence_batching.WhichOneof("strategy_choice") or "direct"
