@@ -150,6 +150,42 @@ def test_an_edit_adds_and_removes_whole_settings() -> None:
     assert edited.startswith('# what this model is for\nname: "m"  # the name\n')
 
 
+# Valid layouts users rarely write: separators, angle brackets, a repeated scalar written
+# field by field, two occurrences of a repeated message on one line, a map as a [ list ].
+ODD = """# odd but valid
+name: 'odd';  max_batch_size: 4,
+input < name: "x" data_type: TYPE_FP32 dims: -1 dims: 3 >
+instance_group { count: 1 } instance_group { count: 2; kind: KIND_CPU }
+dynamic_batching {preferred_batch_size: 2 preferred_batch_size: 4
+  max_queue_delay_microseconds: 7}
+parameters [{key: "a", value: {string_value: "1"}}, {key: "b", value: {string_value: "2"}}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("change", "old", "new"),
+    [
+        (lambda c: setattr(c, "max_batch_size", 8), "max_batch_size: 4,", "max_batch_size: 8,"),
+        (lambda c: c.input[0].dims.__setitem__(0, 5), "dims: -1 dims: 3", "dims: 5 dims: 3"),
+        (lambda c: setattr(c.instance_group[1], "count", 5), "count: 2;", "count: 5;"),
+        (lambda c: c.dynamic_batching.preferred_batch_size.append(8),
+         "preferred_batch_size: 2 preferred_batch_size: 4", "preferred_batch_size: [ 2, 4, 8 ]"),
+        (lambda c: setattr(c.dynamic_batching, "preserve_ordering", True), "7}", "7 preserve_ordering: true}"),
+        (lambda c: c.parameters.__delitem__("a"), '{key: "a", value: {string_value: "1"}}, ', ""),
+        (lambda c: c.instance_group.__delitem__(0), "instance_group { count: 1 } ", ""),
+        (lambda c: c.ClearField("dynamic_batching"),
+         "dynamic_batching {preferred_batch_size: 2 preferred_batch_size: 4\n  max_queue_delay_microseconds: 7}\n", ""),
+    ],
+    ids=["scalar", "list-element", "separator", "list-grows", "inline-add", "map-entry", "element", "block"],
+)  # fmt: skip
+def test_odd_layouts_are_edited_in_place(change, old: str, new: str) -> None:
+    config = text_format.Parse(ODD, ModelConfig())
+    change(config)
+    edited = edit_text(ODD, config)
+    assert text_format.Parse(edited, ModelConfig()) == config
+    assert edited == ODD.replace(old, new, 1)
+
+
 def repo_with_profile(tmp_path: Path) -> Path:
     """A copy of the reference repository where only the classifier has a "fast" profile."""
     repo = tmp_path / "repo"

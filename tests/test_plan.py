@@ -332,5 +332,5 @@ def test_apply_writes_a_tied_winner_into_every_target(tmp_path: Path) -> None:
 
     written = changes("best")
     assert [c.model for c in written] == ["preprocessor", "classifier"]
-    assert all("  preferred_batch_size: 16\n  max_queue" in c.after for c in written)
+    assert all("  preferred_batch_size: [ 16 ]\n  max_queue" in c.after for c in written)
     assert changes("base") == [], "the baseline winning writes nothing"
