@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from perf import findings, host, plan, report, results
+from perf import findings, host, ma_config, plan, report, results
 from perf.drivers import DRIVERS
 from perf.drivers.perf_analyzer import LOAD_KINDS
 from perf.repository import open_repository, reference_repository
@@ -44,7 +44,9 @@ A --param with one value is a fixed setting. The same command again resumes an i
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="perf sweep", usage=USAGE, description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--file", type=Path, help="sweep file (YAML or TOML) with the same keys as these options")
+    p.add_argument("--file", type=Path,
+                   help="sweep file (YAML or TOML) with the same keys as these options, or a Model Analyzer "
+                        "profile config (read as is)")  # fmt: skip
     p.add_argument(
         "--model",
         help="the model to measure (an ensemble's composing models are loaded with it); "
@@ -88,8 +90,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+PATH_OPTIONS = ("repo", "out", "images")
+
+
 def read_sweep_file(path: Path) -> dict[str, Any]:
-    """A sweep file: the options' names as keys, ``params`` a mapping of name to values."""
+    """A sweep file: the options' names as keys, ``params`` a mapping of name to values; a
+    Model Analyzer profile config comes back as it is, for :func:`options` to translate."""
     if not path.is_file():
         raise plan.PlanError([f"sweep file {path} not found"])
     text = path.read_text()
@@ -99,6 +105,8 @@ def read_sweep_file(path: Path) -> dict[str, Any]:
         raise plan.PlanError([f"{path}: {error}"]) from None
     if not isinstance(data, dict):
         raise plan.PlanError([f"{path}: expected a mapping of options"])
+    if ma_config.is_profile(data):
+        return data  # Model Analyzer's keys: options() translates them, knowing --model and --repo
     known = {a.dest for a in parser()._actions} | {"params"}
     if unknown := sorted(set(data) - known):
         raise plan.PlanError([f"{path}: unknown keys {unknown}; known: {sorted(known - {'help', 'file'})}"])
@@ -124,9 +132,12 @@ def options(args: list[str]) -> tuple[argparse.Namespace, list[tuple[str, list[A
     pairs: list[tuple[str, list[Any] | None]] = list(plan.parse_param_args(rest))
     if namespace.file:
         data = read_sweep_file(namespace.file)
+        if ma_config.is_profile(data):
+            data = ma_config.read_profile(data, namespace.file, namespace.model, namespace.repo, namespace.profile)
         for key, value in data.items():
             if key != "params" and getattr(namespace, key, None) in (None, False):
-                setattr(namespace, key, value)
+                # A file's paths are strings; the command line's are Paths (type=Path).
+                setattr(namespace, key, Path(value) if key in PATH_OPTIONS and isinstance(value, str) else value)
         given = {name for name, _ in pairs}
         for name, values in (data.get("params") or {}).items():
             if name not in given:
@@ -173,6 +184,8 @@ def load_spec(ns: argparse.Namespace) -> LoadSpec:
 
 def main(args: list[str], console: Console) -> int:
     ns, pairs = options(args)
+    for warning in getattr(ns, "ma_warnings", None) or ():
+        console.print(f"[yellow]Model Analyzer[/yellow]: {escape(warning)}", highlight=False)
     repo_path = (ns.repo or reference_repository()).expanduser().resolve()
     repo = open_repository(repo_path, ns.profile)
     remote = RemoteServer.from_url(ns.url) if ns.url else None
