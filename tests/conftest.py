@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -69,6 +71,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]
 @pytest.fixture(scope="session")
 def labels() -> list[str]:
     return (REPO / "classifier" / "labels.txt").read_text().split()
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's Chromium, headless, driven by Playwright: pages are checked as they render."""
+    from playwright.sync_api import sync_playwright  # only the browser tests need it
+
+    assert Path(CHROMIUM).is_file(), "the browser tests need Debian's chromium: run `make browser`"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
 
 
 # Every process a test starts inherits this mark, so the session finds its own leftovers and

@@ -8,7 +8,6 @@ import io
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -16,7 +15,6 @@ import numpy as np
 import papermill
 import pytest
 from PIL import Image
-from playwright.sync_api import sync_playwright
 
 from perf import params
 from perf.modelconfig import KIND_GPU, read_config
@@ -24,7 +22,6 @@ from perf.modelconfig import KIND_GPU, read_config
 from .conftest import REPO, perf_cli, sweep
 
 ROOT = REPO.parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PLOTS = {"throughput_latency", "percentiles", "breakdown", "heatmap", "resources"}
 
 
@@ -51,15 +48,6 @@ def run(tmp_path_factory: pytest.TempPathFactory, user_repo: Path) -> Path:
 @pytest.fixture(scope="module")
 def report(run: Path) -> subprocess.CompletedProcess:
     return perf_cli("report", str(run))
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    assert Path(CHROMIUM).is_file(), "the report tests need Debian's chromium: run `make browser`"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 def test_the_report_writes_a_page_and_every_plot(run: Path, report: subprocess.CompletedProcess) -> None:

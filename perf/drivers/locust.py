@@ -1,8 +1,8 @@
 """Load with Locust: one level per headless run of ``locustfiles/grpc.py``, the same user a
 person runs by hand. A concurrency is that many users in a closed loop; a request rate is the
-open loop at that arrival rate. Locust's CSV (microseconds, see perf.locust.stats) becomes a
-row named as perf_analyzer's are; what only perf_analyzer measures (its server-side split)
-stays empty."""
+open loop at that arrival rate. Locust's CSV (milliseconds with decimals, see
+perf.locust.units) becomes a row named as perf_analyzer's are; what only perf_analyzer measures
+(its server-side split) stays empty."""
 
 from __future__ import annotations
 
@@ -17,11 +17,10 @@ import pandas as pd
 
 from perf import host
 from perf.drivers import DriverError
-from perf.locust import PERF_CSV_SUFFIX
+from perf.locust import PERF_CSV_SUFFIX, TIME_UNIT
 from perf.tools import project_root
 
 PERCENTILES = {"50%": "p50_ms", "90%": "p90_ms", "95%": "p95_ms", "99%": "p99_ms"}
-US_PER_MS = 1000.0
 # A run is three measurement windows long, perf_analyzer's least for a stable result.
 WINDOWS = 3
 
@@ -93,11 +92,13 @@ class Locust:
         stats = pd.read_csv(stats_path).set_index("Name").loc[self.model]
         if not stats["Request Count"]:
             raise LocustError("locust sent no request")
-        achieved = float(pd.read_csv(perf_path).set_index("Name").loc[self.model, "Achieved Rate"])
+        perf = pd.read_csv(perf_path).set_index("Name").loc[self.model]
+        if perf["Time Unit"] != TIME_UNIT:  # the row is in ms: say so rather than scale by guess
+            raise LocustError(f"locust's times are in {perf['Time Unit']}, the driver reads {TIME_UNIT}")
         return {
-            "throughput": achieved * self.images_per_request,
-            **{name: float(stats[column]) / US_PER_MS for column, name in PERCENTILES.items()},
-            "avg_ms": float(stats["Average Response Time"]) / US_PER_MS,
+            "throughput": float(perf["Achieved Rate"]) * self.images_per_request,
+            **{name: float(stats[column]) for column, name in PERCENTILES.items()},
+            "avg_ms": float(stats["Average Response Time"]),
         }
 
 

@@ -1,16 +1,13 @@
 """What perf adds to Locust's statistics, installed when Locust starts (``events.init``).
 
-- Response times are reported in microseconds. Locust keeps a histogram of whole response
-  times (CSV percentiles are written as integers), so in milliseconds a 4.7 ms request and a
-  5.3 ms one look alike; in microseconds they do not. Its bucketing hook
-  ``locust.stats.bucket_response_time`` is replaced to keep three significant figures (error
-  at most 0.5 %, about 900 histogram keys per decade) instead of two. Every number Locust
-  shows or writes for response times (console, CSV, web UI) is then in microseconds.
 - Request sizes and the open loop's arrivals, which Locust does not count, are tallied per
-  request name, merged from workers in distributed runs, and written to ``PREFIX_perf.csv``
-  beside Locust's own CSV files.
+  request name, merged from workers in distributed runs (with the workers that sent them),
+  and written to ``PREFIX_perf.csv`` beside Locust's own CSV files; the web UI's perf tab
+  (``perf.locust.webui``) shows the same rows live.
 - A run ends cleanly: requests in flight finish (the stop timeout defaults to the request
   timeout) and the CSV files get their last second.
+
+Response times are milliseconds with their decimals (``perf.locust.units``).
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import IO, Any
 
 import gevent
 import locust.stats
@@ -29,21 +26,12 @@ from locust import events
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from perf.locust import PERF_CSV_SUFFIX
+from perf.locust import PERF_CSV_SUFFIX, TIME_UNIT
 
-TIME_UNIT = "us"
-PER_SECOND = 1_000_000  # response-time units per second
 PERF_COLUMNS = ["Type", "Name", "Requests", "Request Bytes Avg", "Response Bytes Avg",
                 "Target Rate", "Achieved Rate", "Missed", "Time Unit"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
-
-
-def bucket_three_figures(response_time: float) -> int:
-    """A response time (µs) rounded to three significant figures: 1234 -> 1230, 98765 -> 98800."""
-    if response_time < 1000:
-        return round(response_time)
-    return int(round(response_time, 2 - int(math.log10(response_time))))
 
 
 @dataclass
@@ -70,10 +58,15 @@ class Tally:
 
 
 class Tallies:
-    """This process's tallies by (request type, name)."""
+    """This process's tallies by (request type, name); on a master, also which workers sent
+    each name's (kept apart from the tallies, which workers send as plain data)."""
 
     def __init__(self) -> None:
         self.by_name: dict[tuple[str, str], Tally] = {}
+        self.workers: dict[tuple[str, str], set[str]] = {}
+
+    def clear(self) -> None:
+        self.by_name, self.workers = {}, {}
 
     def of(self, request_type: str, name: str) -> Tally:
         return self.by_name.setdefault((request_type, name), Tally())
@@ -97,10 +90,12 @@ class Tallies:
         self.by_name = {}
         return data
 
-    def add(self, data: list[dict[str, Any]]) -> None:
+    def add(self, data: list[dict[str, Any]], worker: str) -> None:
+        """A worker's report, merged into this (the master's) tallies."""
         names = {f.name for f in fields(Tally)}
         for item in data:
             self.of(item["type"], item["name"]).merge(Tally(**{k: v for k, v in item.items() if k in names}))
+            self.workers.setdefault((item["type"], item["name"]), set()).add(worker)
 
 
 TALLIES = Tallies()
@@ -108,9 +103,6 @@ TALLIES = Tallies()
 
 @events.init.add_listener
 def _install(environment: Environment, **_: object) -> None:
-    if not hasattr(locust.stats, "bucket_response_time"):  # the hook replaced an inline rounding in 2.4x
-        raise RuntimeError(f"perf needs a Locust with locust.stats.bucket_response_time, not {locust.__version__}")
-    locust.stats.bucket_response_time = bucket_three_figures
     options = environment.parsed_options
     # Without a stop timeout Locust kills users mid-request at the end of a run: the server
     # then counts requests Locust never records. Let them finish (bounded by the request
@@ -118,7 +110,7 @@ def _install(environment: Environment, **_: object) -> None:
     if not environment.stop_timeout and options is not None:
         environment.stop_timeout = options.request_timeout
     if not isinstance(environment.runner, WorkerRunner):
-        logger.info("perf: response times are in microseconds (%s)", TIME_UNIT)
+        logger.info("perf: response times in %s, to three significant figures", TIME_UNIT)
         environment.events.quit.add_listener(functools.partial(_write_perf_csv, environment))
 
 
@@ -129,7 +121,13 @@ def _count_request_bytes(request_type: str, name: str, context: dict[str, Any] |
 
 @events.test_start.add_listener
 def _start_afresh(**_: object) -> None:
-    TALLIES.by_name = {}
+    TALLIES.clear()
+
+
+@events.reset_stats.add_listener
+def _reset_with_locust(**_: object) -> None:
+    """The web UI's "Reset stats" clears Locust's statistics: perf's go with them."""
+    TALLIES.clear()
 
 
 @events.report_to_master.add_listener
@@ -139,7 +137,7 @@ def _report(client_id: str, data: dict[str, Any]) -> None:
 
 @events.worker_report.add_listener
 def _merge(client_id: str, data: dict[str, Any]) -> None:
-    TALLIES.add(data.get("perf", []))
+    TALLIES.add(data.get("perf", []), worker=client_id)
 
 
 @events.test_stop.add_listener
@@ -161,14 +159,25 @@ def _write_perf_csv(environment: Environment, **_: object) -> None:
     prefix = getattr(environment.parsed_options, "csv_prefix", None)
     if prefix:
         with open(f"{prefix}{PERF_CSV_SUFFIX}", "w", newline="") as file:
-            writer = csv.DictWriter(file, PERF_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+            write_perf_csv(file, rows)
+
+
+def write_perf_csv(file: IO[str], rows: list[dict[str, Any]]) -> None:
+    """``PREFIX_perf.csv``'s content; the web UI's download is the same."""
+    writer = csv.DictWriter(file, PERF_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def target_rate(environment: Environment) -> float:
+    """The open loop's arrivals per second in all (0: closed loop), as last set (the web UI's
+    form can change it between runs)."""
+    return float(getattr(environment.parsed_options, "arrival_rate", 0) or 0)
 
 
 def perf_rows(environment: Environment) -> list[dict[str, Any]]:
-    options = environment.parsed_options
-    target = float(getattr(options, "arrival_rate", 0) or 0)
+    """One row of ``PERF_COLUMNS`` per request name, sizes from this process's (merged) tallies."""
+    target = target_rate(environment)
     rows = []
     for (request_type, name), tally in sorted(TALLIES.by_name.items()):
         entry = environment.stats.get(name, request_type)

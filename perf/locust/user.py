@@ -19,9 +19,12 @@ from locust import User, events, task
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-import perf.locust.shapes  # noqa: F401  (registers the --shape option's listener)
+# Imported for the listeners they register: the --shape option's, the web UI's perf tab.
+import perf.locust.shapes
+import perf.locust.webui  # noqa: F401
 from perf.images import image_files, synthetic_set
-from perf.locust.stats import PER_SECOND, TALLIES
+from perf.locust.stats import TALLIES
+from perf.locust.units import PER_SECOND
 
 # Workers receive the master's own options but not its -u: the open loop's users divide the
 # arrival rate by all users, so the master passes their number on under this name.
