@@ -12,8 +12,10 @@ from google.protobuf import text_format
 from perf import params, plan
 from perf.drivers.perf_analyzer import input_problems, model_args
 from perf.modelconfig import ModelConfig
-from perf.repository import Repository
+from perf.repository import Repository, open_repository
 from perf.sweep import LoadSpec, load_problems
+
+from .test_config_corpus import CONFIGS
 
 IO = """
 input [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]
@@ -178,3 +180,66 @@ def test_the_locust_driver_refuses_models_it_cannot_drive() -> None:
     (problem,) = load_problems(swept, LoadSpec(driver="locust"))
     assert "oldest is a sequence model" in problem and "perf_analyzer" in problem
     assert load_problems(swept, LoadSpec()) == [], "perf_analyzer sends sequences itself"
+
+
+# --- the corpus of hand-written configs (tests/configs) ---------------------------------------
+
+CORPUS_REPO = open_repository(CONFIGS)
+SHORT_NAMES = [*params.ALIASES, *params.SCHEDULER_NAMES]
+# A legal value of each short name, for the dry runs below.
+LEGAL = {"instance_count": 3, "kind": "KIND_GPU", "gpus": [0], "max_batch_size": 128, "preferred_batch_size": [2],
+         "max_queue_delay_microseconds": 777, "preserve_ordering": True, "response_cache": False}  # fmt: skip
+
+
+@pytest.mark.parametrize("model", CORPUS_REPO.names)
+@pytest.mark.parametrize("name", sorted(set(SHORT_NAMES)))
+def test_every_short_name_resolves_or_is_refused_with_the_choices(model: str, name: str) -> None:
+    config = CORPUS_REPO.configs[model]
+    try:
+        path = params.path_for(name, config)
+    except params.ParamError as error:
+        message = str(error)
+        assert message.startswith(f"{name}: {model} "), message
+        assert "instance_group[" in message or "set it on the models it calls" in message or \
+            "its settings are sequence_batching." in message, message  # fmt: skip
+        return
+    params.resolve(path)  # a real field of the schema
+    if name in params.SCHEDULER_NAMES and config.HasField("sequence_batching"):
+        assert path.startswith("sequence_batching."), "the model's own batcher, not a dynamic one"
+
+
+def _legal_sweeps() -> list[tuple[str, str]]:
+    """(model, short name) pairs the corpus can sweep: the path resolves, and the value fits."""
+    pairs = []
+    for model in CORPUS_REPO.names:
+        config = CORPUS_REPO.configs[model]
+        for name in LEGAL:
+            try:
+                params.path_for(name, config)
+            except params.ParamError:
+                continue
+            batching = name in ("max_batch_size", "preferred_batch_size")
+            if (batching and config.max_batch_size == 0) or name == "gpus":
+                continue
+            pairs.append((model, name))
+    return pairs
+
+
+@pytest.mark.parametrize(("model", "name"), _legal_sweeps())
+def test_a_legal_sweep_changes_only_the_named_field(model: str, name: str) -> None:
+    """On an ensemble the bare name is tied: each model it reaches changes that field only
+    (and the ensemble's max_batch_size follows, said in the point's note)."""
+    swept = plan.build(model, [(name, [LEGAL[name]])], CORPUS_REPO, 1, 2)
+    (point,) = swept.points
+    (param,) = swept.params
+    for target in param.models:
+        before, after = swept.baseline[target], point.configs[target]
+        expected = ModelConfig()
+        expected.CopyFrom(before)
+        params.apply(expected, name, params.coerce(name, LEGAL[name]))
+        assert after == expected, target
+    for other, config in point.configs.items():
+        if other not in param.models:
+            base = swept.baseline[other]
+            changed = {f.name for f in base.DESCRIPTOR.fields if getattr(config, f.name) != getattr(base, f.name)}
+            assert changed <= ({"max_batch_size"} if point.notes else set()), (other, changed)
