@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -77,7 +78,8 @@ def test_a_reload_sweep_records_every_point_level_and_config(tmp_path: Path) -> 
         assert f"count: {count}" in config
     metadata = json.loads((run / "metadata.json").read_text())
     assert metadata["status"] == "finished" and metadata["versions"]["perf_analyzer"] == "2.51.0"
-    assert "Ship instance_count=" in " ".join(out.stdout.split())
+    # Which of two configs this close wins is the machine's noise to decide: either is an answer.
+    assert re.search(r"Ship (baseline: )?instance_count=[12]", " ".join(out.stdout.split())), out.stdout
     assert {p: p.read_bytes() for p in REPO.rglob("config.pbtxt")} == before, "the repository is only read"
     assert no_server_left(run)
     again = sweep("--model", "ensemble_model", "--param", "classifier.instance_count", "--values", "1", "2",
@@ -217,7 +219,7 @@ def test_the_design_cards_command_as_typed_searches_races_and_recommends(tmp_pat
     assert race["winner"] in race["survivors"] and race["verdict"] in ("clear", "equivalent", "undecided")
     assert set(race["dropped"]) | set(race["survivors"]) == set(race["entrants"])
     text = " ".join(out.stdout.split())
-    assert "Ship preferred_batch_size=" in text and "Noise floor" in text
+    assert re.search(r"Ship (baseline: )?preferred_batch_size=", text) and "Noise floor" in text, text
     report = perf_cli("report", str(run))
     assert report.returncode == 0, report.stdout + report.stderr
     page = (run / "report.html").read_text()
