@@ -178,7 +178,29 @@ def path_for(name: str, config: ModelConfig) -> str:
             raise ParamError(f"{name}: {config.name} has {len(groups)} instance groups: name one, as {listed}")
         if top.element is not None and top.element not in [g.name for g in groups]:
             raise ParamError(f"{name}: {config.name} has no instance group named {top.element!r}; choose {listed}")
+    _check_named(name, steps, config)
     return path
+
+
+def _check_named(name: str, steps: list[Step], message: Message) -> None:
+    """A named element (``input[IMAGE]``) must exist: setting one that does not would change nothing."""
+    for step in steps:
+        if step.key is not None or step.field.message_type is None:
+            return
+        container = getattr(message, step.field.name)
+        if not step.field.is_repeated:
+            message = container
+            continue
+        if step.element is not None:
+            names = [e.name for e in container]
+            if step.element not in names:
+                raise ParamError(f"{name}: {step.field.name} has no element named {step.element!r} "
+                                 f"(it has: {', '.join(names) or 'none'})")  # fmt: skip
+            message = container[names.index(step.element)]
+        elif step.index is not None and step.index < len(container):
+            message = container[step.index]
+        else:
+            return
 
 
 def _on_steps(name: str, ensemble: ModelConfig) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from perf import host, params, space
 from perf.modelconfig import KIND_CPU, KIND_GPU, KIND_MODEL, ModelConfig, ModelInstanceGroup, for_host, format_config
@@ -338,14 +339,25 @@ def _leaves(config: ModelConfig) -> dict[str, Any]:
 def _under(path: str, named: str, config: ModelConfig) -> bool:
     """Whether a leaf's path lies in what a swept path names: ``instance_group.count`` names
     every group's count, ``instance_group[gpu].count`` the count of the group called gpu."""
-    pattern = ""
+    pattern, message = "", config
     for segment in named.split("."):
         field, _, index = segment.partition("[")
         index = index.rstrip("]")
-        if index and not index.isdigit():
-            index = str(next((i for i, g in enumerate(config.instance_group) if g.name == index), -1))
+        elements = getattr(message, field, None) if message is not None else None
+        if index and not index.isdigit():  # a named element: its position in this config
+            index = str(next((i for i, e in enumerate(elements or []) if e.name == index), -1))
         pattern += (r"\." if pattern else "") + re.escape(field) + (rf"\[{index}\]" if index else r"(\[\d+\])?")
+        message = elements if isinstance(elements, Message) else _element(elements, int(index) if index else 0)
     return re.match(pattern + r"($|[.\[])", path) is not None
+
+
+def _element(elements: Any, index: int) -> Message | None:
+    """The ``index``-th message of a repeated field; None for a value, a map or no such element."""
+    try:
+        element = elements[index] if index >= 0 else None
+    except (TypeError, IndexError, KeyError):
+        return None
+    return element if isinstance(element, Message) else None
 
 
 def _coerce_all(path: str, values: list[Any]) -> tuple[tuple[Any, ...], list[str]]:

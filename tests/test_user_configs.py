@@ -243,3 +243,9 @@ def test_a_legal_sweep_changes_only_the_named_field(model: str, name: str) -> No
             base = swept.baseline[other]
             changed = {f.name for f in base.DESCRIPTOR.fields if getattr(config, f.name) != getattr(base, f.name)}
             assert changed <= ({"max_batch_size"} if point.notes else set()), (other, changed)
+
+
+def test_any_named_element_can_be_swept_by_its_name() -> None:
+    (point,) = build("groups", ("input[IN].dims", ["[8]"])).points
+    assert list(point.configs["groups"].input[0].dims) == [8]
+    assert "input has no element named 'NOPE' (it has: IN)" in refused("groups", ("input[NOPE].dims", ["[8]"]))
