@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from perf import analysis, plots
 from perf.findings import Findings
 from perf.results import Run
-from perf.search.race import ALONE, CLEAR, EQUIVALENT
+from perf.search.race import ALONE, CLEAR, EQUIVALENT, LEADS
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("perf", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
@@ -142,22 +142,28 @@ def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
     name = lambda point: findings.label(point, "setting")  # noqa: E731
     others = [name(p) for p in race["survivors"] if p != best.point_id]
     margin = f"{race['margin']:.0%}"
-    rounds = f"{race['rounds']} round{'s' if race['rounds'] != 1 else ''}"
     headline = f"Ship {name(best.point_id)}"
     warnings = []
+    leader = name(race["leader"]) if race.get("leader") else "the leader"
+    measured = f"{race.get('measured', 0)} race measurements"
     if race["verdict"] == CLEAR:
-        lines.insert(0, f"The fastest: every other config was measured behind it at 95 % confidence "
-                        f"(Welch tests, Bonferroni-corrected) within {rounds} of racing.")  # fmt: skip
+        lines.insert(0, f"The fastest: every other config was measured behind it by more than {margin} at 95 % "
+                        f"confidence (Welch tests, Bonferroni-corrected) within {measured}.")  # fmt: skip
     elif race["verdict"] == EQUIVALENT:
-        lines.insert(0, f"Within {margin} of the best at 95 % confidence; {', '.join(others)} "
-                        f"{'is' if len(others) == 1 else 'are'} as fast and cost more (fewer instances, less memory, "
-                        f"a shorter queue delay and smaller batches count as cheaper).")  # fmt: skip
+        lines.insert(0, f"Within {margin} of the best ({leader}) at 95 % confidence, and the cheapest such; "
+                        f"{', '.join(others)} {'is' if len(others) == 1 else 'are'} as fast and cost more "
+                        f"(fewer instances, less memory, a shorter queue delay and smaller batches count as "
+                        f"cheaper).")  # fmt: skip
+    elif race["verdict"] == LEADS:
+        lines.insert(0, f"The cheapest config in the race and the fastest measured: {', '.join(others)} "
+                        f"{'was' if len(others) == 1 else 'were'} not measured faster and cost more.")  # fmt: skip
     elif race["verdict"] == ALONE:
         lines.insert(0, "The only config with a load level that meets the SLO.")
     else:
         headline += " (the cheapest of the configs it could not be told apart from)"
-        warnings.append(f"After {rounds} of racing, {', '.join(others)} could be neither told apart from it nor "
-                        f"shown within {margin} of it: raise --max-rounds or --margin to settle it.")  # fmt: skip
+        warnings.append(f"After {measured}, {leader} measured faster, but it was neither shown ahead by more than "
+                        f"{margin} nor within {margin}; more measurements were unlikely to settle it at this noise. "
+                        "Raise --max-rounds or --margin to try.")  # fmt: skip
     floor = analysis.noise_floor(findings.run.table)
     if floor is not None:
         lines.append(f"Noise floor: the same config measured again at the same level varies by {floor:.1%} "
@@ -183,7 +189,8 @@ def race_rows(findings: Findings) -> list[dict[str, str]]:
         elif point in race.get("dropped", {}):
             outcome = "dropped, " + race["dropped"][point]
         elif point in race.get("survivors", []):
-            outcome = "survived: as fast, costs more" if race["verdict"] == EQUIVALENT else "survived: not separable"
+            outcome = "survived: as fast, costs more" if race["verdict"] in (EQUIVALENT, LEADS) else \
+                f"survived: not shown more than {race['margin']:.0%} behind; costs more"  # fmt: skip
         else:
             outcome = "no level: " + record.get("reason", "none within the SLO")
         label = findings.label(point) if point in labelled else point

@@ -66,7 +66,9 @@ def parser() -> argparse.ArgumentParser:
         help="racing: throughputs within this fraction of the leader's are equivalent (default 0.05)",
     )
     p.add_argument(
-        "--max-rounds", type=int, help="racing: rounds before the survivors are declared not separable (default 5)"
+        "--max-rounds",
+        type=int,
+        help="racing: its budget, this many rounds of measurements of every raced config (default 5)",
     )
     p.add_argument("--apply", choices=plan.APPLY_MODES, help="reload via the model-control API (default) or restart")
     p.add_argument("--out", type=Path, help="run folder (default runs/sweep-TIMESTAMP); an existing one resumes")
@@ -248,7 +250,7 @@ def _value(value: Any) -> str:
 
 def describe_load(load: LoadSpec, slo: float | None) -> str:
     """How each point is loaded, in words."""
-    race = f"raced (margin {load.margin:.0%}, at most {load.max_rounds} rounds)"
+    race = f"raced (margin {load.margin:.0%}, at most {load.max_rounds} rounds' worth of measurements)"
     if load.levels:
         levels = f"{load.kind} {' '.join(f'{v:g}' for v in load.levels)}"
         return f"{levels} x {load.repeats} repeats" if load.repeats else f"{levels}, then {race} at each one's best"

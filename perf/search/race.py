@@ -1,23 +1,35 @@
-"""Racing: measure again only the configs still in contention with the leader.
+"""Racing: the cheapest config within ``margin`` of the best, told apart with as few
+measurements as the noise allows.
 
-Each round measures every survivor once at its operating level, in an order that rotates from
-round to round (so no config always runs first after a reload). After each round, with at least
-``min_samples`` throughputs per survivor:
+The target is stated before the race: among configs whose throughput is within ``margin`` of
+the fastest, the one that costs least (fewer instances, less memory, a shorter queue delay,
+smaller batches). Only two things can change that answer: the cheapest config still in the race
+is shown more than ``margin`` behind the leader (it leaves, the next cheapest takes its place),
+or it is shown within ``margin`` of the leader (it wins). So the race measures only what can
+decide them:
 
-- a survivor whose p99 at its level is over the SLO on average moves down to the next lower
-  level its load search found within the SLO (its samples there count), and leaves the race
-  only when there is none: one lucky probe at the SLO's edge must not decide the race;
-- a survivor is dropped when Welch's one-sided test says the leader is faster (p below
-  ``alpha`` divided by the number of comparisons: Bonferroni);
-- the race stops when one survivor is left, or when every survivor's difference from the
-  leader has a confidence interval inside +-``margin`` of the leader's throughput (two
-  one-sided tests at the same corrected alpha): they are equivalent, and the cheapest wins by
-  the declared cost order (fewer instances, less memory, a shorter queue delay, smaller
-  batches), so the same survivors give the same answer run after run;
-- after ``max_rounds`` rounds the survivors are declared not separable, and the cheapest
-  of them wins, said as such: none of them was shown slower than the leader.
+- first, every config at its operating level until it has ``min_samples`` throughputs (the
+  load search's own measurement at that level counts), the order rotating from round to round;
+- a config whose p99 at its level is over the SLO on average moves down to the next lower level
+  its load search found within the SLO, and leaves only when there is none: one lucky probe at
+  the SLO's edge must not decide the race;
+- a config is dropped when Welch's one-sided test says the leader is faster by more than the
+  margin (p below ``alpha`` divided by the number of comparisons: Bonferroni). A config within
+  the margin is never dropped for being a little slower: it may be the answer;
+- then a duel: the cheapest survivor and the leader, measured in turn, until the cheapest is
+  dropped (the next cheapest duels), is shown within the margin (the interval of its
+  difference from the leader lies above ``-margin``: it wins, EQUIVALENT), or leads itself
+  (LEADS), or going on could no longer change the answer: the race has spent ``max_rounds``
+  rounds' worth of measurements, or the rest of that budget gives under ``FUTILE`` chance of
+  dropping the cheapest and two more steps are unlikely to show it within the margin, were the
+  measured means and spreads to hold (UNDECIDED: it wins, not having been shown behind, and the
+  report says so). Proving a near-tie equivalent at a noise above the margin takes more
+  measurements than the answer is worth: they would change the verdict's words, not the config.
 
-Then the winner is measured once more, last, to catch drift over the race.
+Near-ties cost two measurements a step instead of a round of every config, and the answer
+does not follow the noise: the cheapest survivor wins unless it is shown clearly slower. The
+winner is measured once more, last, to catch drift over the race. With ``sequential`` off
+(``--repeats N``) every config is measured in full rounds and the same rule decides once.
 """
 
 from __future__ import annotations
@@ -33,16 +45,20 @@ from perf.search import History, Outcome, Trial
 from perf.search.cost import Cost, cheapest
 
 ALPHA = 0.05
+FUTILE = 0.2  # a duel goes on only while the chance that it drops the cheapest is at least this,
+SOON, LIKELY = 2, 0.5  # or while two more steps would likely show it within the margin
 MARGIN = 0.05
 MIN_SAMPLES = 3
 MAX_ROUNDS = 5
-CLEAR, EQUIVALENT, UNDECIDED, ALONE, NONE = "clear", "equivalent", "undecided", "alone", "none"
+CLEAR, EQUIVALENT, LEADS, UNDECIDED = "clear", "equivalent", "leads", "undecided"
+ALONE, NONE = "alone", "none"
 
 
 @dataclass(frozen=True)
 class Comparison:
     """A survivor against the leader: the difference of mean throughputs with its interval
-    (relative to the leader's mean), and the one-sided p that the leader is faster."""
+    (relative to the leader's mean), and the one-sided p that the leader is faster by more
+    than the margin."""
 
     point_id: str
     difference: float
@@ -51,19 +67,37 @@ class Comparison:
     p_behind: float
 
 
-def compare(leader: list[float], other: list[float], point_id: str, alpha: float) -> Comparison:
-    """Welch's test and the (1 - 2 alpha) interval of ``other - leader``, relative to the leader."""
+def compare(leader: list[float], other: list[float], point_id: str, alpha: float, margin: float = 0.0) -> Comparison:
+    """Welch's test that ``other`` is behind ``leader`` by more than ``margin`` (the leader's
+    samples scaled by 1 - margin), and the (1 - 2 alpha) interval of ``other - leader``,
+    relative to the leader."""
     mean_l, mean_o = statistics.fmean(leader), statistics.fmean(other)
     var_l, var_o = statistics.variance(leader) / len(leader), statistics.variance(other) / len(other)
     se = math.sqrt(var_l + var_o)
     difference = (mean_o - mean_l) / mean_l
     if se == 0:
-        p = 0.0 if mean_l > mean_o else 1.0
+        p = 0.0 if difference < -margin else 1.0
         return Comparison(point_id, difference, difference, difference, p)
     df = (var_l + var_o) ** 2 / (var_l**2 / (len(leader) - 1) + var_o**2 / (len(other) - 1))
     half = float(stats.t.ppf(1 - alpha, df)) * se / mean_l
-    p = float(stats.ttest_ind(leader, other, equal_var=False, alternative="greater").pvalue)
+    shifted = [value * (1 - margin) for value in leader]
+    p = float(stats.ttest_ind(shifted, other, equal_var=False, alternative="greater").pvalue)
     return Comparison(point_id, difference, difference - half, difference + half, p)
+
+
+def chances(leader: list[float], other: list[float], margin: float, alpha: float, more: int) -> tuple[float, float]:
+    """The chances that ``more`` further measurements of each would show ``other`` behind
+    ``leader`` by more than ``margin``, and within it, at ``alpha``, were their means and
+    spreads to hold (normal approximation): what going on could still settle."""
+    shifted = [value * (1 - margin) for value in leader]
+    gap = statistics.fmean(shifted) - statistics.fmean(other)
+    se = math.sqrt(
+        statistics.variance(shifted) / (len(shifted) + more) + statistics.variance(other) / (len(other) + more)
+    )
+    if se == 0:
+        return (1.0, 0.0) if gap > 0 else (0.0, 1.0)
+    z = stats.norm.ppf(1 - alpha)
+    return float(stats.norm.cdf(gap / se - z)), float(stats.norm.cdf(-gap / se - z))
 
 
 @dataclass
@@ -76,14 +110,16 @@ class Race:
     margin: float = MARGIN
     alpha: float = ALPHA
     min_samples: int = MIN_SAMPLES
-    max_rounds: int = MAX_ROUNDS
-    sequential: bool = True  # False: decide once, after max_rounds rounds (--repeats N)
+    max_rounds: int = MAX_ROUNDS  # the race's budget: this many rounds' worth of measurements
+    sequential: bool = True  # False: full rounds, decided once after max_rounds (--repeats N)
     survivors: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)  # point id -> why
-    rounds: int = 0
+    rounds: int = 0  # steps taken: rounds of the configs short of samples, then duels
+    measured: int = 0  # race measurements proposed
     verdict: str = ""
     winner: str | None = None
     comparisons: list[Comparison] = field(default_factory=list)
+    duels: list[str] = field(default_factory=list)  # the cheapest survivors that dueled the leader, in turn
     moves: dict[str, list[str]] = field(default_factory=dict)  # point id -> levels it moved down, why
     recheck: float | None = None  # the winner's last measurement
     _rechecked: bool = False
@@ -93,16 +129,61 @@ class Race:
         if not self.survivors:
             self.verdict = NONE
 
+    @property
+    def budget(self) -> int:
+        return self.max_rounds * len(self.entrants)
+
     def propose(self) -> list[Trial]:
-        if self.verdict:
-            return self._recheck()
-        self._decide()
-        if self.verdict:
-            return self._recheck()
-        self.rounds += 1
-        start = self.rounds % len(self.survivors)
-        order = self.survivors[start:] + self.survivors[:start]
-        return [self.history.trial(p, self.entrants[p], "race") for p in order]
+        if not self.verdict:
+            order = self._next()
+            if order:
+                self.rounds += 1
+                self.measured += len(order)
+                return [self.history.trial(p, self.entrants[p], "race") for p in order]
+        return self._recheck()
+
+    def _next(self) -> list[str]:
+        """The configs to measure next, in order; none when the race is decided."""
+        for point in list(self.survivors):
+            outcomes = self.history.outcomes(point, self.entrants[point])
+            failures = sum(not o.ok for o in outcomes)
+            if failures >= self.min_samples:
+                self._drop(point, f"{failures} measurements failed: {outcomes[-1].error}")
+        if len(self.survivors) <= 1:
+            return self._finish(ALONE if len(self.entrants) == 1 else CLEAR)
+        spent = self.measured >= self.budget if self.sequential else self.rounds >= self.max_rounds
+        moved = self._over_slo() and not spent
+        if len(self.survivors) <= 1:
+            return self._finish(CLEAR if self.survivors else NONE)
+        if not self.sequential and not spent:
+            return self._rotated(self.survivors)
+        short = [p for p in self.survivors if len(self._samples(p)) < self.min_samples]
+        if (moved or short) and not spent:
+            return self._rotated(short or self.survivors)
+        self._eliminate()
+        if len(self.survivors) == 1:
+            return self._finish(CLEAR)
+        candidate, leader = cheapest(self.survivors, self.costs, self._memory(), self._speed()), self.leader
+        if not self.duels or self.duels[-1] != candidate:
+            self.duels.append(candidate)
+        if candidate == leader:
+            return self._finish(LEADS, candidate)
+        if min(len(self._samples(leader)), len(self._samples(candidate))) < 2:
+            return self._finish(UNDECIDED, candidate)  # the budget ran out before two samples each
+        duel = compare(self._samples(leader), self._samples(candidate), candidate, self.alpha, self.margin)
+        if duel.low > -self.margin:
+            return self._finish(EQUIVALENT, candidate)
+        corrected = self.alpha / (len(self.survivors) - 1)
+        samples = self._samples(leader), self._samples(candidate)
+        drop, _ = chances(*samples, self.margin, corrected, (self.budget - self.measured) // 2)
+        _, within = chances(*samples, self.margin, self.alpha, SOON)
+        if spent or not self.sequential or (drop < FUTILE and within < LIKELY):
+            return self._finish(UNDECIDED, candidate)
+        return [candidate, leader] if self.rounds % 2 else [leader, candidate]
+
+    def _rotated(self, points: list[str]) -> list[str]:
+        start = self.rounds % len(points)
+        return points[start:] + points[:start]
 
     def _recheck(self) -> list[Trial]:
         if self._rechecked or self.verdict in (ALONE, NONE):
@@ -118,33 +199,11 @@ class Race:
     def _samples(self, point_id: str) -> list[float]:
         return self.history.samples(point_id, self.entrants[point_id])
 
-    def _decide(self) -> None:
-        """Drop, stop, or go on, from the samples so far."""
-        for point in list(self.survivors):
-            outcomes = self.history.outcomes(point, self.entrants[point])
-            failures = sum(not o.ok for o in outcomes)
-            if failures >= self.min_samples:
-                self._drop(point, f"{failures} measurements failed: {outcomes[-1].error}")
-        if len(self.survivors) <= 1:
-            self._finish(ALONE if len(self.entrants) == 1 else CLEAR)
-            return
-        last = self.rounds >= self.max_rounds
-        if self._over_slo() and not last:
-            return
-        if len(self.survivors) <= 1:
-            self._finish(CLEAR if self.survivors else NONE)
-            return
-        enough = all(len(self._samples(p)) >= self.min_samples for p in self.survivors)
-        if enough and (self.sequential or last):
-            self._eliminate()
-            if len(self.survivors) == 1:
-                self._finish(CLEAR)
-                return
-            if all(self.margin > max(-c.low, c.high) for c in self.comparisons):
-                self._finish(EQUIVALENT)
-                return
-        if last:
-            self._finish(UNDECIDED)
+    def _memory(self) -> dict[str, float]:
+        return {p: _mean([o.memory_mb for o in self.history.outcomes(p) if o.ok]) for p in self.survivors}
+
+    def _speed(self) -> dict[str, float]:
+        return {p: statistics.fmean(self._samples(p) or [0.0]) for p in self.survivors}
 
     def _over_slo(self) -> bool:
         """Move each survivor whose mean p99 breaks the SLO one level down (or drop it); True
@@ -153,7 +212,7 @@ class Race:
         for point in list(self.survivors):
             level = self.entrants[point]
             p99 = [o.p99_ms for o in self.history.outcomes(point, level) if o.ok]
-            if self.slo_p99_ms is None or statistics.fmean(p99) <= self.slo_p99_ms:
+            if self.slo_p99_ms is None or not p99 or statistics.fmean(p99) <= self.slo_p99_ms:
                 continue
             why = f"p99 {statistics.fmean(p99):.1f} ms on average at concurrency {level:g}, over the SLO"
             if self.fallbacks.get(point):
@@ -168,14 +227,20 @@ class Race:
         return moved
 
     def _eliminate(self) -> None:
+        """Drop every survivor shown behind the leader by more than the margin."""
         leader = self.leader
         corrected = self.alpha / (len(self.survivors) - 1)
+        if len(self._samples(leader)) < 2:
+            return
         self.comparisons = [
-            compare(self._samples(leader), self._samples(p), p, corrected) for p in self.survivors if p != leader
+            compare(self._samples(leader), self._samples(p), p, corrected, self.margin)
+            for p in self.survivors
+            if p != leader and len(self._samples(p)) >= 2
         ]
         for c in self.comparisons:
             if c.p_behind < corrected:
-                self._drop(c.point_id, f"behind {leader} by {-c.difference:.1%} (Welch p = {c.p_behind:.2g})")
+                self._drop(c.point_id, f"behind {leader} by {-c.difference:.1%}, more than the "
+                                       f"{self.margin:.0%} margin (Welch p = {c.p_behind:.2g})")  # fmt: skip
         self.comparisons = [c for c in self.comparisons if c.point_id in self.survivors]
 
     def _drop(self, point: str, why: str) -> None:
@@ -186,19 +251,21 @@ class Race:
     def leader(self) -> str:
         return max(self.survivors, key=lambda p: statistics.fmean(self._samples(p) or [0.0]))
 
-    def _finish(self, verdict: str) -> None:
+    def _finish(self, verdict: str, winner: str | None = None) -> list[str]:
         self.verdict = verdict
         if not self.survivors:
             self.verdict = NONE
-            return
-        memory = {p: _mean([o.memory_mb for o in self.history.outcomes(p) if o.ok]) for p in self.survivors}
-        speed = {p: statistics.fmean(self._samples(p) or [0.0]) for p in self.survivors}
-        self.winner = cheapest(self.survivors, self.costs, memory, speed)
+        else:
+            self.winner = winner or cheapest(self.survivors, self.costs, self._memory(), self._speed())
+        return []
 
     def estimate(self) -> int:
         if self.verdict:
             return 0 if self._rechecked else 1
-        return len(self.survivors) * max(1, self.min_samples - self.rounds) + 1
+        if not self.sequential:
+            return len(self.survivors) * (self.max_rounds - self.rounds) + 1
+        short = sum(max(0, self.min_samples - len(self._samples(p))) for p in self.survivors)
+        return short + min(4, self.budget - self.measured) + 1
 
     def record(self) -> dict[str, Any]:
         return {
@@ -208,6 +275,10 @@ class Race:
                 "dropped": self.dropped,
                 "moves": self.moves,
                 "rounds": self.rounds,
+                "measured": self.measured,
+                "budget": self.budget if self.sequential else len(self.entrants) * self.max_rounds,
+                "duels": self.duels,
+                "leader": self.leader if self.survivors and self.verdict != NONE else None,
                 "verdict": self.verdict,
                 "winner": self.winner,
                 "margin": self.margin,
