@@ -5,7 +5,8 @@
 
 Each run is `perf sweep --param preferred_batch_size --slo-p99-ms 50` (plus any options after
 --) from the repository root into a fresh run folder. Printed: each run's wall time, the time
-spent measuring (the rows' own durations, applies and warm-ups left out), rows, verdict and
+spent measuring (the rows' own durations, applies and warm-ups left out), and of it the time
+spent deciding (the race's and the recheck's rows, or the fixed repeats'), rows, verdict and
 recommendation, then how many runs recommended the same config (goals: at most 10 minutes a
 run, the same recommendation 3 of 3; racing at most half the measuring time of --repeats 5)."""
 
@@ -33,7 +34,9 @@ def one_run(out: Path, slo: float, extra: list[str]) -> dict[str, object]:
     race = json.loads((out / "search.json").read_text())["race"]
     table = pd.read_csv(out / "results.csv", dtype={"point_id": str})
     winner = table[table["point_id"] == race["winner"]]["preferred_batch_size"].iloc[0] if race["winner"] else None
-    return {"seconds": round(took), "measuring_s": round(table["duration_s"].sum()), "rows": len(table),
+    racing = table[table["phase"].isin(["race", "recheck"])]
+    return {"seconds": round(took), "measuring_s": round(table["duration_s"].sum()),
+            "racing_s": round(racing["duration_s"].sum()), "rows": len(table), "race_rows": len(racing),
             "failed": int((table["status"] != "ok").sum()), "verdict": race["verdict"], "rounds": race["rounds"],
             "winner": winner, "survivors": len(race["survivors"])}  # fmt: skip
 
@@ -52,7 +55,7 @@ def main() -> None:
         print(json.dumps(result), flush=True)
         results.append(result)
     winners = {str(r["winner"]) for r in results}
-    columns = ["seconds", "measuring_s", "rows", "failed", "verdict", "rounds", "winner"]
+    columns = ["seconds", "measuring_s", "racing_s", "rows", "race_rows", "failed", "verdict", "winner"]
     print("| run | " + " | ".join(columns) + " |\n|" + " --- |" * (len(columns) + 1))
     for i, r in enumerate(results):
         print(f"| {i + 1} | " + " | ".join(str(r[c]) for c in columns) + " |")

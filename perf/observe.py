@@ -61,6 +61,22 @@ def breakdown_columns(models: list[str]) -> list[str]:
 RESOURCE_COLUMNS = ["server_cpu_percent", "server_rss_mb", "gpu_util", "gpu_memory_mb"]
 
 
+def tree_rss_mb(pid: int | None) -> float:
+    """The resident memory of a process and all its children, in MiB (0 where it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            continue
+    return total / 2**20
+
+
 @dataclass
 class ResourceSampler:
     """Samples, in a thread, the server's process tree (CPU as percent of one core, summed

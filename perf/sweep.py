@@ -22,13 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from perf import __version__, host, params, search, tools
+import psutil
+
+from perf import __version__, host, params, search, tools, variants
 from perf.drivers import Driver, DriverError
 from perf.drivers.locust import Locust
 from perf.drivers.perf_analyzer import LATENCY_COLUMNS, PerfAnalyzer, input_problems, model_args, write_input_data
 from perf.images import image_files, synthetic_set
 from perf.modelconfig import KIND_AUTO, KIND_GPU, ModelConfig, ModelInstanceGroup
-from perf.observe import RESOURCE_COLUMNS, ResourceSampler, breakdown, breakdown_columns, snapshot
+from perf.observe import RESOURCE_COLUMNS, ResourceSampler, breakdown, breakdown_columns, snapshot, tree_rss_mb
 from perf.plan import Plan, Point
 from perf.results import CRASHED, FAILED, OK, REFUSED, RunFolder
 from perf.search.compose import strategy
@@ -37,6 +39,8 @@ from perf.search.race import MARGIN, MAX_ROUNDS
 from perf.server import Launcher, ServerError, TritonServer
 
 TYPE_UINT8 = 2  # DataType.TYPE_UINT8: a model that takes encoded images
+SIDE_BY_SIDE_PHASES = ("race", "recheck")  # measured with the raced configs loaded side by side
+RESIDENT = "resident"  # a row's apply: measured on its config's variant, loaded beside the others
 
 
 class SweepError(RuntimeError):
@@ -145,6 +149,7 @@ class Sweep:
     launch: Launcher | None = None  # starts perf's own servers; None with ``server``
     slo_p99_ms: float | None = None  # recorded for reports; the sweep measures every point anyway
     progress: Callable[[int, int, str], None] = lambda done, total, what: None
+    side_by_side: bool = True  # race with the raced configs loaded at once (perf's own server, by reload)
 
     def __post_init__(self) -> None:
         self.tools = tools.find()
@@ -153,6 +158,9 @@ class Sweep:
         self._refused: dict[str, str] = {}  # points Triton refused in this run: why
         self._apply_s = 0.0
         self._load: Driver | None = None
+        self._variants: dict[str, dict[str, tuple[str, ModelConfig]]] = {}  # point id -> its loaded copies
+        self._drivers: dict[str, Driver] = {}  # point id -> the driver of its copies
+        self._loaded_s: dict[str, float] = {}  # point id -> how long its copies took to load
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -204,6 +212,8 @@ class Sweep:
         point = next(p for p in self.plan.points if p.id == trial.point_id)
         if point.id in self._refused:
             return self._record(point, trial, REFUSED, self._refused[point.id])
+        if trial.phase in SIDE_BY_SIDE_PHASES and self._can_side_by_side():
+            return self._run_side_by_side(point, trial)
         if self._applied != point.id:
             started = time.perf_counter()
             try:
@@ -222,9 +232,66 @@ class Sweep:
             self._load.warm_up(trial.level, self.load.kind)
             # The replaced instances exit while the new ones warm up; measuring before they are
             # gone would give them the measurement's CPU (11 % of the ensemble's throughput here).
-            serving = {m: point.configs.get(m, self.plan.baseline[m]) for m in self.plan.models}
-            self.server.settle(python_instances(serving, len(host.gpus())))
-        return self._measure(point, trial)
+            self.server.settle(self._python_stubs())
+        return self._measure(point, trial, self._load)
+
+    # -- side by side ---------------------------------------------------------------------
+
+    def _can_side_by_side(self) -> bool:
+        """A server perf staged itself, applied by reload, with memory for one more config."""
+        if not (self.side_by_side and self.apply == "reload" and getattr(self.server, "staged", None)):
+            return False
+        assert self.server is not None
+        loaded = 1 + len(self._variants)
+        per_config = tree_rss_mb(self.server.pid) / loaded
+        if psutil.virtual_memory().available / 2**20 < 2 * per_config + 512:
+            self.side_by_side = False  # the rest of the race reloads; the rows say so
+        return self.side_by_side
+
+    def _run_side_by_side(self, point: Point, trial: search.Trial) -> dict[str, Any]:
+        """Measure ``point`` on its copies, loading them (and warming them up) the first time."""
+        assert self.server is not None
+        if point.id not in self._variants:
+            copies = variants.configs(self.plan, point)
+            started = time.perf_counter()
+            try:
+                self._load_copies(copies)
+            except ServerError as error:
+                if self.server.alive():  # Triton would not load the copies: race by reload
+                    self.side_by_side = False
+                    return self._run_trial(trial)
+                row = self._record(point, trial, CRASHED, f"{error}; Triton exited: {self._log_summary()}")
+                self._recover(None)
+                return row
+            self._loaded_s[point.id] = time.perf_counter() - started
+            self._variants[point.id] = copies
+            top = copies.get(self.plan.model, (self.plan.model, None))[0]
+            self._drivers[point.id] = self._driver(top)
+            self._drivers[point.id].warm_up(trial.level, self.load.kind)
+            self.server.settle(self._python_stubs())
+        return self._measure(point, trial, self._drivers[point.id], self._variants[point.id])
+
+    def _load_copies(self, copies: dict[str, tuple[str, ModelConfig]]) -> None:
+        """Stage and load a point's copies: the models at once, then the ensembles that call them."""
+        assert self.server is not None
+        server, staged = self.server, self.server.staged.path  # type: ignore[attr-defined]
+        for model, (name, config) in copies.items():
+            variants.stage(staged, model, name, config)
+        ensembles = [name for name, config in copies.values() if config.platform == "ensemble"]
+        models = [name for name, _ in copies.values() if name not in ensembles]
+        with ThreadPoolExecutor(max(1, len(models))) as pool:
+            list(pool.map(server.load_model, models))
+        for name in ensembles:
+            server.load_model(name)
+        self._verify({m: config for m, (_, config) in copies.items()}, {m: name for m, (name, _) in copies.items()})
+
+    def _python_stubs(self) -> int:
+        """The python stubs the live configs run: the last applied point's and every copy's."""
+        gpus = len(host.gpus())
+        point = next((p for p in self.plan.points if p.id == self._applied), None)
+        serving = {m: (point.configs if point else {}).get(m, self.plan.baseline[m]) for m in self.plan.models}
+        copies = [{m: config for m, (_, config) in c.items()} for c in self._variants.values()]
+        return python_instances(serving, gpus) + sum(python_instances(c, gpus) for c in copies)
 
     # -- apply ---------------------------------------------------------------------------
 
@@ -259,11 +326,12 @@ class Sweep:
         if self.apply == "reload":
             self._reload(configs)
 
-    def _verify(self, configs: dict[str, ModelConfig]) -> None:
-        """The live config must say what was intended; Triton fills defaults silently."""
+    def _verify(self, configs: dict[str, ModelConfig], names: dict[str, str] | None = None) -> None:
+        """The live config must say what was intended; Triton fills defaults silently. ``names``:
+        where a model is served under another name (its copy)."""
         assert self.server is not None
         for model, intended in configs.items():
-            live = self.server.model_config(model)
+            live = self.server.model_config((names or {}).get(model, model))
             paths = [p.path for p in self.plan.params if model in p.models] + ["max_batch_size"]
             # A value left at its default ([], 0, false) is Triton's to fill (an empty
             # preferred_batch_size reads back as [max_batch_size]).
@@ -278,17 +346,18 @@ class Sweep:
 
     # -- load and observe ----------------------------------------------------------------
 
-    def _driver(self) -> Driver:
+    def _driver(self, model: str | None = None) -> Driver:
+        """The load on ``model`` (the swept model; or its copy, by its name)."""
         assert self.server is not None
+        model = model or self.plan.model
         if self.load.driver == "locust":
             if self._input_data() is None:
                 raise SweepError(f"--driver locust sends encoded images: {self.plan.model} does not take them")
-            return Locust(self.server.grpc_url, self.plan.model, self.load.images, self.load.batch_size,
-                          self.load.window_ms)  # fmt: skip
+            return Locust(self.server.grpc_url, model, self.load.images, self.load.batch_size, self.load.window_ms)
         return PerfAnalyzer(
             self.tools,
             self.server.grpc_url,
-            self.plan.model,
+            model,
             self._input_data(),
             batch_size=self.load.batch_size,
             measurement_interval_ms=self.load.window_ms,
@@ -311,14 +380,23 @@ class Sweep:
             write_input_data(blobs, path, config.input[0].name)
         return path
 
-    def _measure(self, point: Point, trial: search.Trial) -> dict[str, Any]:
-        assert self.server is not None and self._load is not None
+    def _measure(
+        self,
+        point: Point,
+        trial: search.Trial,
+        load: Driver | None,
+        copies: dict[str, tuple[str, ModelConfig]] | None = None,
+    ) -> dict[str, Any]:
+        """One row. On a point's ``copies``, the counters are its copies' and the memory is left
+        out: the server holds every raced config then, not this one alone."""
+        assert self.server is not None and load is not None
+        names = {m: name for m, (name, _) in (copies or {}).items()}
         started_at, started = _now(), time.perf_counter()
-        before = snapshot(self.server, self.plan.models)
+        before = self._counters(names)
         sampler = ResourceSampler(self.server.pid, self.server.metrics_url if host.gpus() else None)
         try:
             with sampler:
-                measured = self._load.run(trial.level, self.load.kind)
+                measured = load.run(trial.level, self.load.kind)
         except DriverError as error:
             if self.server.alive():
                 return self._record(point, trial, FAILED, str(error), started_at=started_at)
@@ -326,15 +404,25 @@ class Sweep:
             row = self._record(point, trial, CRASHED, crash, started_at=started_at)
             self._recover(point)
             return row
-        after = snapshot(self.server, self.plan.models)
+        after = self._counters(names)
+        resources = sampler.result()
+        if copies:
+            resources.update(server_rss_mb=None, gpu_memory_mb=None)
         values = {
             **{k: v for k, v in measured.items() if k not in ("concurrency", "request_rate")},
             **breakdown(before, after),
-            **sampler.result(),
-            "apply_s": round(self._apply_s, 3),
+            **resources,
+            "apply_s": round(self._loaded_s[point.id] if copies else self._apply_s, 3),
             "duration_s": round(time.perf_counter() - started, 3),
+            **({"apply": RESIDENT} if copies else {}),
         }
         return self._record(point, trial, OK, "", started_at=started_at, **values)
+
+    def _counters(self, names: dict[str, str]) -> dict[str, dict[str, int]]:
+        """Each model's counters, read under the name it is served by."""
+        assert self.server is not None
+        live = snapshot(self.server, [names.get(m, m) for m in self.plan.models])
+        return {m: live[names.get(m, m)] for m in self.plan.models}
 
     def _recover(self, point: Point | None) -> None:
         """After a crash: a fresh server (with ``point`` applied, to finish its levels), so the
@@ -345,6 +433,7 @@ class Sweep:
             self.server.stop()  # whatever the dead server left behind
         self.server = None
         self._applied = None
+        self._variants, self._drivers, self._loaded_s = {}, {}, {}
         if point is not None:
             try:
                 self._apply(point)

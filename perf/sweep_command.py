@@ -71,6 +71,12 @@ def parser() -> argparse.ArgumentParser:
         help="racing: its budget, this many rounds of measurements of every raced config (default 5)",
     )
     p.add_argument("--apply", choices=plan.APPLY_MODES, help="reload via the model-control API (default) or restart")
+    p.add_argument(
+        "--race-by-reload",
+        action="store_true",
+        help="race by reloading each config in turn; by default a server perf starts keeps the raced configs "
+        "loaded side by side under their own names, so the race does not reload (where memory allows)",
+    )
     p.add_argument("--out", type=Path, help="run folder (default runs/sweep-TIMESTAMP); an existing one resumes")
     p.add_argument("--shape", action="append", metavar="NAME:DIMS",
                    help="an input of variable size: the size to send (INPUT0:8,16; repeatable)")  # fmt: skip
@@ -218,7 +224,7 @@ def main(args: list[str], console: Console) -> int:
 
         launch = None if remote else embedded_launcher(repo_path, folder.path / "server", the_plan.models, ns.profile)
         sweep = Sweep(the_plan, load, folder, repo_path, apply, server=remote, launch=launch, progress=progress,
-                      slo_p99_ms=ns.slo_p99_ms)  # fmt: skip
+                      slo_p99_ms=ns.slo_p99_ms, side_by_side=not ns.race_by_reload)  # fmt: skip
         if remote:
             remote.start()
         try:

@@ -216,8 +216,12 @@ def test_the_design_cards_command_as_typed_searches_races_and_recommends(tmp_pat
     assert (probes.groupby("point_id")["load_level"].first() == "1").all(), "every search starts at 1"
     search = json.loads((run / "search.json").read_text())
     race = search["race"]
-    assert race["winner"] in race["survivors"] and race["verdict"] in ("clear", "equivalent", "undecided")
+    assert race["winner"] in race["survivors"] and race["verdict"] in ("clear", "equivalent", "leads", "undecided")
     assert set(race["dropped"]) | set(race["survivors"]) == set(race["entrants"])
+    raced = table[table["phase"].isin(["race", "recheck"])]
+    assert len(raced) and (raced["apply"] == "resident").all(), "raced side by side, without reloads"
+    assert raced["server_rss_mb"].isna().all(), "no memory figure: the server held every raced config"
+    assert (raced["classifier.requests"] > 0).all() and (raced["preprocessor.requests"] > 0).all(), "the copies'"
     text = " ".join(out.stdout.split())
     assert re.search(r"Ship (baseline: )?preferred_batch_size=", text) and "Noise floor" in text, text
     report = perf_cli("report", str(run))
@@ -246,6 +250,15 @@ def test_a_cpu_hog_beside_the_server_costs_no_row(tmp_path: Path) -> None:
 
 RACE = ["--model", "ensemble_model", "--param", "classifier.instance_count", "--values", "1", "2", "--no-baseline",
         "--slo-p99-ms", "200", "--max-rounds", "3", "--measurement-interval", "300"]  # fmt: skip
+
+
+def test_race_by_reload_reloads_each_config_and_keeps_its_memory_figure(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    out = perf_cli("sweep", *RACE, "--max-rounds", "2", "--race-by-reload", "--out", str(run), timeout=900)
+    assert out.returncode == 0, out.stdout + out.stderr
+    raced = rows(run)[lambda t: t["phase"].isin(["race", "recheck"])]
+    assert len(raced) and (raced["apply"] == "reload").all() and (raced["server_rss_mb"] > 0).all()
+    assert no_server_left(run)
 
 
 def test_resume_after_sigkill_mid_race_goes_on_with_the_same_race(tmp_path: Path) -> None:
