@@ -122,6 +122,7 @@ class Race:
     duels: list[str] = field(default_factory=list)  # the cheapest survivors that dueled the leader, in turn
     moves: dict[str, list[str]] = field(default_factory=dict)  # point id -> levels it moved down, why
     recheck: float | None = None  # the winner's last measurement
+    ahead: str | None = None  # the leader when the race was decided (the recheck may change who leads)
     _rechecked: bool = False
 
     def __post_init__(self) -> None:
@@ -257,6 +258,7 @@ class Race:
             self.verdict = NONE
         else:
             self.winner = winner or cheapest(self.survivors, self.costs, self._memory(), self._speed())
+            self.ahead = self.leader
         return []
 
     def estimate(self) -> int:
@@ -278,7 +280,7 @@ class Race:
                 "measured": self.measured,
                 "budget": self.budget if self.sequential else len(self.entrants) * self.max_rounds,
                 "duels": self.duels,
-                "leader": self.leader if self.survivors and self.verdict != NONE else None,
+                "leader": self.ahead,
                 "verdict": self.verdict,
                 "winner": self.winner,
                 "margin": self.margin,
