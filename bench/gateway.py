@@ -17,11 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import platform
 import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -36,6 +38,8 @@ from perf.repository import reference_repository
 from perf.server import EmbeddedServer, Ports
 
 MODEL = "ensemble_model"
+# What the gateway's cost depends on, recorded with each result.
+VERSIONS = ("uvicorn", "uvloop", "httptools", "fastapi", "starlette", "orjson", "python-multipart", "httpx", "grpcio")
 
 
 @dataclass
@@ -105,7 +109,7 @@ async def measure(args: argparse.Namespace, triton: EmbeddedServer, gateway: Gat
     async with httpx.AsyncClient(base_url=gateway.url, timeout=60, limits=limits) as http:
 
         async def direct(batch: list[bytes]) -> None:
-            await ensemble.infer(batch)
+            await ensemble.infer([(image,) for image in batch])
 
         async def via_gateway(batch: list[bytes]) -> None:
             response = await http.post(
@@ -180,7 +184,11 @@ def report(runs: list[Run], args: argparse.Namespace) -> str:
         numbers = " | ".join(f"{c:.1f}" if c >= 100 else f"{c:.2f}" for c in cells)
         lines.append(f"| {concurrency} | {numbers} | {busy:.0%} | {1000 / loop_ms:.0f} |")
     errors = sum(r.errors for r in runs)
-    lines += ["", f"errors: {errors}; machine: {psutil.cpu_count()} cores, shared by Triton, the gateway and the load."]
+    lines += [
+        "",
+        f"errors: {errors}; machine: {psutil.cpu_count()} cores, shared by Triton, the gateway and the load.",
+        f"Python {platform.python_version()}, " + ", ".join(f"{name} {version(name)}" for name in VERSIONS) + ".",
+    ]
     return "\n".join(lines)
 
 

@@ -307,7 +307,7 @@ def gateway(
     from perf.gateway.settings import Settings
 
     try:
-        settings = Settings.from_env(
+        settings = Settings.load(
             triton_url=triton_url, model=model, labels=labels, max_files=max_files, max_file_mb=max_file_mb,
             max_request_mb=max_request_mb, timeout=timeout, retries=retries,
         )  # fmt: skip
@@ -315,9 +315,12 @@ def gateway(
     except (ValueError, FileNotFoundError) as error:
         _fail(error)
     console.print(
-        f"gateway on http://{host}:{port} -> Triton {settings.triton_url} ({settings.model})", highlight=False
+        f"gateway on http://{host}:{port} -> Triton {settings.triton_url} ({settings.model}); "
+        "uvicorn with uvloop and httptools",
+        highlight=False,
     )
-    uvicorn.run(gateway_app, host=host, port=port, log_level=log_level)
+    # Named, not uvicorn's "auto": the stack users deploy, and an error at start if it is missing.
+    uvicorn.run(gateway_app, host=host, port=port, log_level=log_level, loop="uvloop", http="httptools")
 
 
 RunArgument = Annotated[Path, typer.Argument(help="A sweep's run folder (its --out).", show_default=False)]

@@ -18,11 +18,13 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+from tritonclient.grpc import service_pb2
 
 from perf import host
 from perf.gateway.process import GatewayProcess
-from perf.gateway.triton import plan_calls
-from perf.images import CLASSES, encode, synthetic_image, synthetic_set
+from perf.gateway.settings import Settings
+from perf.gateway.triton import infer_request, plan_calls
+from perf.images import CLASSES, encode, read_and_pad_images, synthetic_image, synthetic_set
 from perf.server import EmbeddedServer
 
 from .conftest import perf_cli, running_triton
@@ -190,6 +192,12 @@ def test_health_says_triton_is_live_and_the_model_ready(gateway: Gateway, server
     assert response.json() == {
         "gateway": "up", "triton": "live", "model": "ready", "model_name": MODEL, "triton_url": server.grpc_url,
     }  # fmt: skip
+
+
+def test_the_gateway_serves_on_uvloop_and_httptools_and_says_so(gateway: Gateway) -> None:
+    assert "uvicorn with uvloop and httptools" in " ".join(gateway.log_path.read_text().split())
+    libraries = " ".join(m.path for m in psutil.Process(gateway.proc.pid).memory_maps())
+    assert "/uvloop/loop." in libraries and "/httptools/parser/parser." in libraries
 
 
 def test_the_gateway_listens_on_loopback_only_by_default(gateway: Gateway) -> None:
@@ -477,6 +485,38 @@ def test_wrong_settings_stop_the_command_with_a_message_naming_them(
     out = perf_cli("gateway", "--port", str(host.free_ports(1)[0]), *args, timeout=60, env={**os.environ, **env})
     assert out.returncode == 1, out.stdout + out.stderr
     assert message in " ".join(out.stdout.split()), out.stdout
+
+
+def test_flags_win_over_environment_variables_which_win_over_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERF_GATEWAY_MAX_FILES", "7")
+    monkeypatch.setenv("PERF_GATEWAY_TIMEOUT", "9.5")
+    settings = Settings.load(max_files=3, timeout=None, retries=None)
+    assert (settings.max_files, settings.timeout, settings.retries) == (3, 9.5, 2)
+    assert settings.max_file_bytes == 20 * 2**20 and settings.labels.name == "labels.txt"
+
+
+def test_every_wrong_setting_is_named_with_its_value_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERF_GATEWAY_MAX_FILES", "many")
+    monkeypatch.setenv("PERF_GATEWAY_RETRIES", "-1")
+    with pytest.raises(ValueError) as error:
+        Settings.load(timeout=0.0)
+    assert str(error.value) == (
+        "gateway settings: PERF_GATEWAY_MAX_FILES='many' is not an integer; "
+        "timeout must be more than 0, not 0.0; retries must be at least 0, not -1"
+    )
+
+
+def test_the_request_triton_receives_holds_each_upload_zero_padded_however_it_arrived() -> None:
+    blobs, _ = synthetic_set(3, seed=15)
+    blobs.append(b"\x89PNG\r\n\x1a\n")
+    # As uploads.py keeps them: views into body chunks, a file split across several.
+    images = [[memoryview(blob)[:5], memoryview(blob)[5:9], memoryview(blob)[9:]] for blob in blobs]
+    request = service_pb2.ModelInferRequest.FromString(infer_request(MODEL, images, [len(b) for b in blobs]))
+    rows = read_and_pad_images(blobs)
+    assert request.model_name == MODEL
+    assert [(t.name, t.datatype, list(t.shape)) for t in request.inputs] == [("RAW_IMAGE", "UINT8", list(rows.shape))]
+    assert [t.name for t in request.outputs] == ["output__0"]
+    assert list(request.raw_input_contents) == [rows.tobytes()]
 
 
 def test_calls_hold_at_most_max_batch_rows_and_a_large_file_goes_alone() -> None:

@@ -18,17 +18,22 @@ from perf.gateway.errors import GatewayError
 from perf.gateway.uploads import Upload
 
 SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")  # JPEG's SOI marker, PNG's file signature
+SIGNATURE_BYTES = max(len(signature) for signature in SIGNATURES)
 NAMED_IN_DETAIL = 10
 
 
 def not_images(uploads: Sequence[Upload]) -> list[int]:
     """Positions of the uploads that do not start as a JPEG or PNG."""
-    return [i for i, upload in enumerate(uploads) if not upload.data.startswith(SIGNATURES)]
+    return [i for i, upload in enumerate(uploads) if not upload.head(SIGNATURE_BYTES).startswith(SIGNATURES)]
 
 
 def undecodable(uploads: Sequence[Upload], positions: Sequence[int]) -> list[int]:
     """Those of ``positions`` whose bytes OpenCV cannot decode, with the preprocessor's call."""
-    return [i for i in positions if cv2.imdecode(np.frombuffer(uploads[i].data, np.uint8), cv2.IMREAD_COLOR) is None]
+    return [i for i in positions if _decode(uploads[i].joined()) is None]
+
+
+def _decode(data: bytes) -> np.ndarray | None:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
 
 
 def refusal(uploads: Sequence[Upload], positions: Sequence[int]) -> GatewayError:
