@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,10 @@ class Sweep:
         """Measure what the strategy proposes until it is done; rows already recorded (a
         resumed run) are told to it again instead of being measured."""
         recorded = self.folder.rows_by_key()
+
+        def key(trial: search.Trial) -> tuple[str, str, int]:
+            return trial.point_id, self.load.level_label(trial.level), trial.repeat
+
         self.strategy = self._strategy()
         count = 0
         metadata = self._metadata(status="running")
@@ -176,8 +181,10 @@ class Sweep:
             for point in self.plan.points:
                 self.folder.write_configs(point.id, self.plan.configs_of(point))
             while trials := self.strategy.propose():
+                say = partial(self.progress, count, count + len(trials) + self.strategy.estimate())
+                self._load_together([t for t in trials if key(t) not in recorded], say)
                 for i, trial in enumerate(trials):
-                    row = recorded.get((trial.point_id, self.load.level_label(trial.level), trial.repeat))
+                    row = recorded.get(key(trial))
                     if row is None:
                         total = count + len(trials) - i + self.strategy.estimate()
                         self.progress(count, total, self._describe(trial))
@@ -212,7 +219,7 @@ class Sweep:
         point = next(p for p in self.plan.points if p.id == trial.point_id)
         if point.id in self._refused:
             return self._record(point, trial, REFUSED, self._refused[point.id])
-        if trial.phase in SIDE_BY_SIDE_PHASES and self._can_side_by_side():
+        if trial.phase in SIDE_BY_SIDE_PHASES and self._can_side_by_side(int(point.id not in self._variants)):
             return self._run_side_by_side(point, trial)
         if self._applied != point.id:
             started = time.perf_counter()
@@ -237,25 +244,44 @@ class Sweep:
 
     # -- side by side ---------------------------------------------------------------------
 
-    def _can_side_by_side(self) -> bool:
-        """A server perf staged itself, applied by reload, with memory for one more config."""
+    def _can_side_by_side(self, more: int = 1) -> bool:
+        """A server perf staged itself, applied by reload, with memory for ``more`` configs."""
         if not (self.side_by_side and self.apply == "reload" and getattr(self.server, "staged", None)):
             return False
         assert self.server is not None
-        loaded = 1 + len(self._variants)
-        per_config = tree_rss_mb(self.server.pid) / loaded
-        if psutil.virtual_memory().available / 2**20 < 2 * per_config + 512:
-            self.side_by_side = False  # the rest of the race reloads; the rows say so
+        if more:
+            per_config = tree_rss_mb(self.server.pid) / (1 + len(self._variants))
+            if psutil.virtual_memory().available / 2**20 < (more + 1) * per_config + 512:
+                self.side_by_side = False  # the rest of the race reloads; the rows say so
         return self.side_by_side
 
+    def _load_together(self, trials: list[search.Trial], say: Callable[[str], None]) -> None:
+        """The copies of every point a race round is about to measure, loaded at once: Triton
+        loads models in parallel, and a round's loads together take less than in turn. Any
+        error leaves it to each point's own load, which records it."""
+        points = [p for p in dict.fromkeys(t.point_id for t in trials if t.phase in SIDE_BY_SIDE_PHASES)
+                  if p not in self._variants and p not in self._refused]  # fmt: skip
+        if len(points) < 2 or not self._can_side_by_side(len(points)):
+            return
+        copies = {p: variants.configs(self.plan, next(q for q in self.plan.points if q.id == p)) for p in points}
+        say(f"race: loading {len(points)} configs side by side")
+        started = time.perf_counter()
+        try:
+            self._load_copies(list(copies.values()))
+        except ServerError:
+            return
+        for point, loaded in copies.items():
+            self._variants[point] = loaded
+            self._loaded_s[point] = time.perf_counter() - started  # the round's copies, loaded together
+
     def _run_side_by_side(self, point: Point, trial: search.Trial) -> dict[str, Any]:
-        """Measure ``point`` on its copies, loading them (and warming them up) the first time."""
+        """Measure ``point`` on its copies, loading them and warming them up the first time."""
         assert self.server is not None
         if point.id not in self._variants:
             copies = variants.configs(self.plan, point)
             started = time.perf_counter()
             try:
-                self._load_copies(copies)
+                self._load_copies([copies])
             except ServerError as error:
                 if self.server.alive():  # Triton would not load the copies: race by reload
                     self.side_by_side = False
@@ -265,25 +291,27 @@ class Sweep:
                 return row
             self._loaded_s[point.id] = time.perf_counter() - started
             self._variants[point.id] = copies
-            top = copies.get(self.plan.model, (self.plan.model, None))[0]
+        if point.id not in self._drivers:
+            top = self._variants[point.id].get(self.plan.model, (self.plan.model, None))[0]
             self._drivers[point.id] = self._driver(top)
             self._drivers[point.id].warm_up(trial.level, self.load.kind)
             self.server.settle(self._python_stubs())
         return self._measure(point, trial, self._drivers[point.id], self._variants[point.id])
 
-    def _load_copies(self, copies: dict[str, tuple[str, ModelConfig]]) -> None:
-        """Stage and load a point's copies: the models at once, then the ensembles that call them."""
+    def _load_copies(self, points: list[dict[str, tuple[str, ModelConfig]]]) -> None:
+        """Stage and load points' copies: the models at once, then the ensembles that call them."""
         assert self.server is not None
         server, staged = self.server, self.server.staged.path  # type: ignore[attr-defined]
-        for model, (name, config) in copies.items():
-            variants.stage(staged, model, name, config)
-        ensembles = [name for name, config in copies.values() if config.platform == "ensemble"]
-        models = [name for name, _ in copies.values() if name not in ensembles]
-        with ThreadPoolExecutor(max(1, len(models))) as pool:
-            list(pool.map(server.load_model, models))
-        for name in ensembles:
-            server.load_model(name)
-        self._verify({m: config for m, (_, config) in copies.items()}, {m: name for m, (name, _) in copies.items()})
+        for copies in points:
+            for model, (name, config) in copies.items():
+                variants.stage(staged, model, name, config)
+        names = [(name, config) for copies in points for name, config in copies.values()]
+        for ensembles in (False, True):  # the models, then the ensembles that call them
+            batch = [name for name, config in names if (config.platform == "ensemble") == ensembles]
+            with ThreadPoolExecutor(max(1, len(batch))) as pool:
+                list(pool.map(server.load_model, batch))
+        for copies in points:
+            self._verify({m: config for m, (_, config) in copies.items()}, {m: name for m, (name, _) in copies.items()})
 
     def _python_stubs(self) -> int:
         """The python stubs the live configs run: the last applied point's and every copy's."""
