@@ -169,13 +169,12 @@ class Race:
             self.duels.append(candidate)
         if candidate == leader:
             return self._finish(LEADS, candidate)
-        if min(len(self._samples(leader)), len(self._samples(candidate))) < 2:
+        samples = self._samples(leader), self._samples(candidate)
+        if min(map(len, samples)) < 2:
             return self._finish(UNDECIDED, candidate)  # the budget ran out before two samples each
-        duel = compare(self._samples(leader), self._samples(candidate), candidate, self.alpha, self.margin)
-        if duel.low > -self.margin:
+        if compare(*samples, candidate, self.alpha, self.margin).low > -self.margin:
             return self._finish(EQUIVALENT, candidate)
         corrected = self.alpha / (len(self.survivors) - 1)
-        samples = self._samples(leader), self._samples(candidate)
         drop, _ = chances(*samples, self.margin, corrected, (self.budget - self.measured) // 2)
         _, within = chances(*samples, self.margin, self.alpha, SOON)
         if spent or not self.sequential or (drop < FUTILE and within < LIKELY):
@@ -278,7 +277,7 @@ class Race:
                 "moves": self.moves,
                 "rounds": self.rounds,
                 "measured": self.measured,
-                "budget": self.budget if self.sequential else len(self.entrants) * self.max_rounds,
+                "budget": self.budget,
                 "duels": self.duels,
                 "leader": self.ahead,
                 "verdict": self.verdict,
