@@ -140,16 +140,19 @@ def test_a_master_with_two_workers_counts_what_triton_served_at_the_open_loops_r
     (port,) = host.free_ports(1)
     before = served(server)
     worker = [LOCUST, "-f", "locustfiles/grpc.py", "--worker", "--master-port", str(port)]
-    workers = [
-        subprocess.Popen(worker, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)
-    ]
+    logs = [tmp_path / f"worker{number}.log" for number in range(2)]
+    workers = [subprocess.Popen(worker, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT) for log in logs]
     try:
         run = locust("grpc", server.grpc_url, tmp_path / "master", "--master", "--expect-workers", "2",
                      "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--arrival-rate", "40",
                      users=4)  # fmt: skip
         assert run.code == 0, run.output[-3000:]
-        for worker in workers:
-            assert worker.wait(timeout=20) == 0
+        for worker, log in zip(workers, logs, strict=True):
+            try:
+                code = worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                code = None
+            assert code == 0, f"a worker, 20 s after its master ended (exit {code}):\n{log.read_text()[-3000:]}"
     finally:
         for worker in workers:
             if worker.poll() is None:

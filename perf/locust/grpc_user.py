@@ -39,4 +39,8 @@ class TritonGrpcUser(TritonUser):
         return sum(len(raw) for raw in result.get_response().raw_output_contents)
 
     def close(self) -> None:
-        self.client.close()
+        """Closes the channel and lets go of the client while the process is alive. Left to the
+        garbage collector at exit, tritonclient's ``__del__`` closes the channel again, and under
+        gevent that close can deadlock, holding a finished Locust worker open."""
+        client, self.client = self.client, None
+        client.close()
