@@ -164,6 +164,10 @@ def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
         warnings.append(f"After {measured}, {leader} measured faster, but it was neither shown ahead by more than "
                         f"{margin} nor within {margin}; more measurements were unlikely to settle it at this noise. "
                         "Raise --max-rounds or --margin to try.")  # fmt: skip
+    slo = findings.slo_p99_ms
+    if slo is not None and best.p99_ms > slo:
+        lines.append(f"Its mean p99, {best.p99_ms:.1f} ms, is over the {slo:g} ms SLO by less than its readings vary: "
+                     "they do not show it over at 95 % confidence (one-sided t-test).")  # fmt: skip
     floor = analysis.noise_floor(findings.run.table)
     if floor is not None:
         lines.append(f"Noise floor: the same config measured again at the same level varies by {floor:.1%} "

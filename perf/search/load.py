@@ -5,7 +5,11 @@ two doublings in a row add under ``knee`` of throughput to the best so far, more
 queues (two, because one noisy measurement must not end the probe: a config stopped early is
 raced at a level too low for it, and loses for the wrong reason). Between the last
 level within the SLO and the first beyond it, bisection. The config's level is then the lowest
-measured level within ``knee`` of the best throughput met within the SLO: as fast, less queued.
+level with the best throughput met within the SLO: the SLO already says how much queueing the
+user accepts, and a lower level picked "within ``knee`` of the best" on single readings is one
+that noise can put several per cent below the config's capacity, losing the race for its level
+rather than its settings. Without an SLO, the lowest level within ``knee`` of the best: as fast,
+less queued.
 """
 
 from __future__ import annotations
@@ -96,11 +100,19 @@ SEARCH_PHASES = ("probe", "bisect")
 
 
 def operating_level(
-    history: History, point_id: str, slo_p99_ms: float | None, phases: tuple[str, ...], knee: float = KNEE
+    history: History,
+    point_id: str,
+    slo_p99_ms: float | None,
+    phases: tuple[str, ...],
+    knee: float = KNEE,
+    step_down: bool = False,
 ) -> tuple[float | None, list[float]]:
-    """A config's level from the levels measured in ``phases``: the lowest within ``knee`` of
-    the best throughput met within the SLO (as fast, less queued), and the lower levels within
-    the SLO, highest first (where a race moves the config if its level turns out over the SLO)."""
+    """A config's level from the levels measured in ``phases`` (the best throughput within the
+    SLO; with none, the lowest level within ``knee`` of the best), and the lower levels within
+    the SLO, highest first: where a race moves the config if its level turns out over the SLO.
+    ``step_down`` (searched concurrencies) puts the level just below first, measured or not:
+    moving from 6 to the next measured level, 4, would cost a third of the load for a p99 a
+    little over."""
     within: dict[float, float] = {}
     for trial, outcome in history.told:
         if trial.point_id == point_id and trial.phase in phases and outcome.meets(slo_p99_ms):
@@ -108,15 +120,17 @@ def operating_level(
     if not within:
         return None, []
     best = max(within.values())
-    level = min(lvl for lvl, throughput in within.items() if throughput >= best * (1 - knee))
-    return level, sorted((lvl for lvl in within if lvl < level), reverse=True)
+    near = 0.0 if slo_p99_ms is not None else knee
+    level = min(lvl for lvl, throughput in within.items() if throughput >= best * (1 - near))
+    lower = {lvl for lvl in within if lvl < level} | ({level - 1} if step_down and level > 1 else set())
+    return level, sorted(lower, reverse=True)
 
 
 def levels_of(
-    history: History, points: list[str], slo_p99_ms: float | None, phases: tuple[str, ...]
+    history: History, points: list[str], slo_p99_ms: float | None, phases: tuple[str, ...], step_down: bool = False
 ) -> tuple[dict[str, float], dict[str, list[float]]]:
     """Every config's level and fallbacks, for those that have a level: a race's entrants."""
-    found = {p: operating_level(history, p, slo_p99_ms, phases) for p in points}
+    found = {p: operating_level(history, p, slo_p99_ms, phases, step_down=step_down) for p in points}
     return {p: lvl for p, (lvl, _) in found.items() if lvl is not None}, {p: low for p, (_, low) in found.items()}
 
 
@@ -154,7 +168,7 @@ class EachPoint:
 
     def entrants(self) -> tuple[dict[str, float], dict[str, list[float]]]:
         """Each config's level and fallbacks, for a race."""
-        return levels_of(self.history, self.points, self.slo_p99_ms, SEARCH_PHASES)
+        return levels_of(self.history, self.points, self.slo_p99_ms, SEARCH_PHASES, step_down=True)
 
     def record(self) -> dict[str, Any]:
         return {"load_search": {s.point_id: s.record() for s in self.searches}}
