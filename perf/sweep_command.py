@@ -259,7 +259,9 @@ def describe_load(load: LoadSpec, slo: float | None) -> str:
     race = f"raced (margin {load.margin:.0%}, at most {load.max_rounds} rounds' worth of measurements)"
     if load.levels:
         levels = f"{load.kind} {' '.join(f'{v:g}' for v in load.levels)}"
-        return f"{levels} x {load.repeats} repeats" if load.repeats else f"{levels}, then {race} at each one's best"
+        if load.repeats:
+            return f"{levels} x {load.repeats} repeats"
+        return f"{levels}, then {race} at each one's highest level within the SLO"
     target = f"the highest within p99 <= {slo:g} ms" if slo is not None else "up to the knee"
     then = f"then {load.repeats} measurements each at its level" if load.repeats else f"then {race}"
     return f"concurrency searched ({target}), {then}"

@@ -4,12 +4,11 @@ An exponential probe (1, 2, 4, ...) until a level breaks the SLO, fails, or stop
 two doublings in a row add under ``knee`` of throughput to the best so far, more load only
 queues (two, because one noisy measurement must not end the probe: a config stopped early is
 raced at a level too low for it, and loses for the wrong reason). Between the last
-level within the SLO and the first beyond it, bisection. The config's level is then the lowest
-level with the best throughput met within the SLO: the SLO already says how much queueing the
-user accepts, and a lower level picked "within ``knee`` of the best" on single readings is one
-that noise can put several per cent below the config's capacity, losing the race for its level
-rather than its settings. Without an SLO, the lowest level within ``knee`` of the best: as fast,
-less queued.
+level within the SLO and the first beyond it, bisection. The config's level is then the
+highest level measured within the SLO (with no SLO, the highest measured): in a closed loop,
+more requests in flight never serve fewer, so a single reading that says otherwise is noise.
+Picking a lower level "as fast" on single readings puts configs at levels that noise chose,
+several per cent below their capacity, and the race then ranks levels rather than settings.
 """
 
 from __future__ import annotations
@@ -87,7 +86,7 @@ class LoadSearch:
     @property
     def level(self) -> float | None:
         """The config's operating level, once searched: None if none meets the SLO."""
-        return operating_level(self.history, self.point_id, self.slo_p99_ms, SEARCH_PHASES, self.knee)[0]
+        return operating_level(self.history, self.point_id, self.slo_p99_ms, SEARCH_PHASES)[0]
 
     def estimate(self) -> int:
         return 0 if self.done else 5
@@ -100,28 +99,21 @@ SEARCH_PHASES = ("probe", "bisect")
 
 
 def operating_level(
-    history: History,
-    point_id: str,
-    slo_p99_ms: float | None,
-    phases: tuple[str, ...],
-    knee: float = KNEE,
-    step_down: bool = False,
+    history: History, point_id: str, slo_p99_ms: float | None, phases: tuple[str, ...], step_down: bool = False
 ) -> tuple[float | None, list[float]]:
-    """A config's level from the levels measured in ``phases`` (the best throughput within the
-    SLO; with none, the lowest level within ``knee`` of the best), and the lower levels within
-    the SLO, highest first: where a race moves the config if its level turns out over the SLO.
-    ``step_down`` (searched concurrencies) puts the level just below first, measured or not:
-    moving from 6 to the next measured level, 4, would cost a third of the load for a p99 a
-    little over."""
-    within: dict[float, float] = {}
-    for trial, outcome in history.told:
-        if trial.point_id == point_id and trial.phase in phases and outcome.meets(slo_p99_ms):
-            within[trial.level] = max(within.get(trial.level, 0.0), outcome.throughput)
+    """A config's level from the levels measured in ``phases``: the highest within the SLO;
+    and the lower levels within it, highest first, where a race moves the config if its level
+    turns out over the SLO. ``step_down`` (searched concurrencies) puts the level just below
+    first, measured or not: moving from 6 to the next measured level, 4, would cost a third of
+    the load for a p99 a little over."""
+    within = {
+        trial.level
+        for trial, outcome in history.told
+        if trial.point_id == point_id and trial.phase in phases and outcome.meets(slo_p99_ms)
+    }
     if not within:
         return None, []
-    best = max(within.values())
-    near = 0.0 if slo_p99_ms is not None else knee
-    level = min(lvl for lvl, throughput in within.items() if throughput >= best * (1 - near))
+    level = max(within)
     lower = {lvl for lvl in within if lvl < level} | ({level - 1} if step_down and level > 1 else set())
     return level, sorted(lower, reverse=True)
 
