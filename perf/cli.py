@@ -18,7 +18,14 @@ from perf import doctor, tools
 from perf.drivers.perf_analyzer import PerfAnalyzerError
 from perf.modelconfig import ConfigError
 from perf.plan import PlanError
-from perf.repository import RepositoryError, emit_libtorch, open_repository, reference_repository
+from perf.repository import (
+    PIXELS_MODEL_FILE,
+    TORCHSCRIPT_FILE,
+    RepositoryError,
+    emit_libtorch,
+    open_repository,
+    reference_repository,
+)
 from perf.results import RunError
 from perf.server import DockerServer, EmbeddedServer, Ports, RemoteServer, ServerError, TritonServer
 from perf.sweep import SweepError
@@ -65,10 +72,16 @@ def setup(tools_dir: Annotated[Path | None, typer.Option(help="Where to install 
     try:
         root = tools_dir or tools.default_tools_dir()
         tools.install(root, log=console.print)
-        model = reference_repository() / "classifier" / "1" / "model.pt"
+        repo = reference_repository()
+        model = repo / "classifier" / "1" / TORCHSCRIPT_FILE
         if tools_dir is None and not model.is_file():
             console.print("classifier: building model.pt (`perf model build`) ...")
             build()
+        elif tools_dir is None and not (pixels := model.with_name(PIXELS_MODEL_FILE)).is_file():
+            from perf import modelbuild
+
+            modelbuild.write_pixels_model(repo)
+            console.print(f"classifier: wrote {pixels} (the tuned profile's, from model.pt)", highlight=False)
         console.print(f"[green]ready[/green]: tools in {root}")
     except EXPECTED as error:
         _fail(error)

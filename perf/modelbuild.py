@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from perf.images import CLASSES, encode, synthetic_image
+from perf.repository import PIXELS_MODEL_FILE, TORCHSCRIPT_FILE
 
 ARCHITECTURES = ("small", "resnet18")
 LEARNING_RATE = 4e-3
@@ -146,12 +147,47 @@ def build(
         scripted = torch.jit.script(model)
     finally:
         torch.set_num_threads(threads)
-    out = repo / "classifier" / "1" / "model.pt"
+    out = repo / "classifier" / "1" / TORCHSCRIPT_FILE
+    _save(scripted, out)
+    write_pixels_model(repo)
+    (repo / "classifier" / "labels.txt").write_text("\n".join(CLASSES) + "\n")
+    return BuildResult(out, arch, time.perf_counter() - start, accuracy)
+
+
+class FromPixels(nn.Module):
+    """The classifier taking the preprocessor's resized pixels as they are: uint8 RGB, [n, 224,
+    224, 3]. Scaling and normalizing happen inside the graph, with the preprocessor's own
+    constants, so the tensor handed between the models is a quarter of the float one; and the
+    pixels' layout, viewed as [n, 3, 224, 224], is channels-last, the layout in which oneDNN's
+    convolutions run about twice as fast on CPU (measured 0.57 against 1.2 ms an image)."""
+
+    def __init__(self, net: torch.jit.ScriptModule, scale: np.ndarray, shift: np.ndarray) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("scale", torch.from_numpy(np.ascontiguousarray(scale, dtype=np.float32)))
+        self.register_buffer("shift", torch.from_numpy(np.ascontiguousarray(shift, dtype=np.float32)))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        normalized = torch.addcmul(self.shift, pixels.to(torch.float32), self.scale)
+        return self.net(normalized.permute(0, 3, 1, 2))
+
+
+def write_pixels_model(repo: Path) -> Path:
+    """``model_pixels.pt`` beside ``model.pt``: the same network behind :class:`FromPixels`,
+    the tuned profile's classifier (its input UINT8 [224, 224, 3])."""
+    folder = repo / "classifier" / "1"
+    net = torch.jit.load(str(folder / TORCHSCRIPT_FILE)).eval()
+    preprocess = load_preprocess(repo)
+    scripted = torch.jit.script(FromPixels(net, preprocess.SCALE, preprocess.SHIFT).eval())
+    out = folder / PIXELS_MODEL_FILE
+    _save(scripted, out)
+    return out
+
+
+def _save(scripted: torch.jit.ScriptModule, out: Path) -> None:
     tmp = out.with_suffix(".pt.tmp")
     scripted.save(str(tmp))
     tmp.replace(out)
-    (repo / "classifier" / "labels.txt").write_text("\n".join(CLASSES) + "\n")
-    return BuildResult(out, arch, time.perf_counter() - start, accuracy)
 
 
 def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, log: Callable[[str], None]) -> float:

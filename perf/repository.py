@@ -14,8 +14,9 @@ from perf.modelconfig import ModelConfig, for_host, read_config, write_config
 from perf.tools import project_root
 
 TORCHSCRIPT_FILE = "model.pt"
+PIXELS_MODEL_FILE = "model_pixels.pt"  # the same network taking uint8 pixels (the tuned profile's)
 # Parameters read by our python-backend model.py files, meaningless to other backends.
-PYTHON_BACKEND_PARAMETERS = ("torch_num_threads",)
+PYTHON_BACKEND_PARAMETERS = ("torch_num_threads", "torchscript_file")
 
 
 class RepositoryError(ValueError):
@@ -125,6 +126,8 @@ def emit_libtorch(repo: Repository, dst: Path) -> Repository:
         if name in convert:
             config.backend = ""
             config.platform = "pytorch_libtorch"
+            if "torchscript_file" in config.parameters:  # the python backend's name for the file served
+                config.default_model_filename = config.parameters["torchscript_file"].string_value
             for key in PYTHON_BACKEND_PARAMETERS:
                 config.parameters.pop(key, None)
             for model_py in (dst / name).glob("*/model.py"):

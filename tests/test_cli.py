@@ -6,6 +6,7 @@ import shlex
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -83,6 +84,13 @@ def test_model_build_writes_torchscript_and_labels(tmp_path: Path) -> None:
     model = torch.jit.load(str(result.path))
     assert model(torch.zeros(2, 3, 224, 224)).shape == (2, len(CLASSES))
     assert (repo / "classifier" / "labels.txt").read_text().split() == list(CLASSES)
+    # Beside it, the tuned profile's: the same network on uint8 RGB pixels, normalized in its graph.
+    pixels_model = torch.jit.load(str(repo / "classifier" / "1" / "model_pixels.pt"))
+    pixels = torch.randint(0, 256, (2, 224, 224, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    preprocess = modelbuild.load_preprocess(repo)
+    normalized = (pixels.numpy() * preprocess.SCALE + preprocess.SHIFT).transpose(0, 3, 1, 2)
+    expected = model(torch.from_numpy(np.ascontiguousarray(normalized, dtype=np.float32)))
+    torch.testing.assert_close(pixels_model(pixels), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_resnet18_option_has_resnet18_size(tmp_path: Path) -> None:

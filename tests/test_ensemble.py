@@ -6,9 +6,11 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from tritonclient.grpc.model_config_pb2 import TYPE_FP32, TYPE_UINT8
 from tritonclient.utils import InferenceServerException
 
 from perf.client import INPUT, OUTPUT, classify, infer_logits
@@ -126,12 +128,23 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
 
 
 def test_the_tuned_profile_answers_as_the_baseline_does(server: EmbeddedServer, tuned: EmbeddedServer) -> None:
-    """configs/tuned.pbtxt changes how the work is done (batched preprocessing, instances,
-    batching), never the answer."""
+    """configs/tuned.pbtxt changes how the work is done (batched preprocessing, uint8 pixels
+    handed to a classifier that normalizes them in its graph, instances, batching), never the
+    answer: the same logits, to float tolerance, on JPEGs and PNGs, colour and grey, small and
+    large, square and portrait, one at a time and batched."""
     assert server.model_config("preprocessor").parameters["preprocessing"].string_value == "per_image"
     assert tuned.model_config("preprocessor").parameters["preprocessing"].string_value == "batched"
+    handed = [s.model_config(m) for s in (server, tuned) for m in ("preprocessor", "classifier")]
+    assert [handed[0].output[0].data_type, handed[1].input[0].data_type] == [TYPE_FP32, TYPE_FP32]
+    assert [handed[2].output[0].data_type, handed[3].input[0].data_type] == [TYPE_UINT8, TYPE_UINT8]
     jpegs, _ = synthetic_set(24, seed=31)
+    rng = np.random.default_rng(8)
+    varied = [encode(synthetic_image(label, rng, 64, 48), ".png") for label in range(len(CLASSES))]
+    varied += [encode(synthetic_image(label, rng, 1280, 720), ".jpg", quality=60) for label in range(len(CLASSES))]
+    grey = cv2.cvtColor(synthetic_image(1, rng, 300, 300), cv2.COLOR_BGR2GRAY)  # one channel in the file
+    varied += [encode(grey), encode(grey, ".png")]
     with server.client() as baseline, tuned.client() as fast:
-        expected = infer_logits(baseline, MODEL, jpegs, max_batch=8)
-        got = infer_logits(fast, MODEL, jpegs, max_batch=8)
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+        for images, batch in ((jpegs, 8), (varied, 1), (varied, 16)):
+            expected = infer_logits(baseline, MODEL, images, max_batch=batch)
+            got = infer_logits(fast, MODEL, images, max_batch=batch)
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)

@@ -71,7 +71,7 @@ def test_synthetic_classes_differ_and_are_reproducible() -> None:
     assert len({img.tobytes() for img in first}) == len(CLASSES)
 
 
-def test_the_batched_preprocessing_matches_the_straightforward_one_for_every_image() -> None:
+def test_the_batched_preprocessing_and_the_pixels_match_the_straightforward_one_for_every_image() -> None:
     # preprocess() is the seed's step-by-step version, one image at a time: the reference.
     rng = np.random.default_rng(11)
     images = [encode(synthetic_image(i % len(CLASSES), rng)) for i in range(24)]  # 640x480 JPEGs
@@ -79,7 +79,12 @@ def test_the_batched_preprocessing_matches_the_straightforward_one_for_every_ima
                enumerate([(100, 80, ".png"), (1080, 1920, ".jpg"), (224, 224, ".jpg"), (50, 700, ".png")])]  # fmt: skip
     gray = cv2.cvtColor(synthetic_image(0, rng), cv2.COLOR_BGR2GRAY)
     images.append(encode(gray))  # a greyscale JPEG decodes to three equal channels
-    batch = preprocess.preprocess_rows(read_and_pad_images(images))
+    rows = read_and_pad_images(images)
+    batch = preprocess.preprocess_rows(rows)
+    pixels = np.empty((len(rows), preprocess.SIZE, preprocess.SIZE, 3), np.uint8)
+    preprocess.decode_into(rows, pixels, rgb=True)  # the tuned profile's hand-off
+    handed = (pixels * preprocess.SCALE + preprocess.SHIFT).transpose(0, 3, 1, 2)  # as model_pixels.pt does
     for index, blob in enumerate(images):
         expected = preprocess.preprocess(np.frombuffer(blob, np.uint8))
         np.testing.assert_allclose(batch[index], expected, rtol=1e-5, atol=1e-5, err_msg=f"image {index}")
+        np.testing.assert_allclose(handed[index], expected, rtol=1e-5, atol=1e-5, err_msg=f"pixels of image {index}")

@@ -109,10 +109,27 @@ def test_emit_libtorch_serves_the_torchscript_file_on_libtorch(tmp_path: Path) -
     classifier = read_config(tmp_path / "libtorch" / "classifier" / "config.pbtxt")
     assert (classifier.platform, classifier.backend) == ("pytorch_libtorch", "")
     assert "torch_num_threads" not in classifier.parameters
-    assert sorted(p.name for p in (tmp_path / "libtorch" / "classifier" / "1").iterdir()) == ["model.pt"]
+    assert sorted(p.name for p in (tmp_path / "libtorch" / "classifier" / "1").iterdir()) == [
+        "model.pt",
+        "model_pixels.pt",
+    ]
+    assert classifier.default_model_filename == "", "the baseline serves model.pt, libtorch's default"
     # The preprocessor stays on the python backend; the ensemble is untouched.
     assert emitted.configs["preprocessor"].backend == "python"
     assert (tmp_path / "libtorch" / "preprocessor" / "1" / "model.py").is_file()
+
+
+def test_emit_libtorch_of_the_tuned_profile_serves_its_pixels_model(tmp_path: Path) -> None:
+    emit_libtorch(open_repository(REPO, "tuned"), tmp_path / "libtorch")
+    classifier = read_config(tmp_path / "libtorch" / "classifier" / "config.pbtxt")
+    assert classifier.default_model_filename == "model_pixels.pt" and not classifier.parameters.keys() & {
+        "torchscript_file",
+        "torch_num_threads",
+    }
+    assert (
+        classifier.input[0].data_type
+        == read_config(tmp_path / "libtorch" / "preprocessor" / "config.pbtxt").output[0].data_type
+    )
 
 
 def test_emit_refuses_to_write_into_the_source(tmp_path: Path) -> None:

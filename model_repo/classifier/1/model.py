@@ -1,5 +1,6 @@
-"""Serves the TorchScript model.pt beside this file on Triton's python backend, for servers
-without the libtorch backend. NVIDIA's container serves the same model.pt with
+"""Serves a TorchScript file beside this file on Triton's python backend, for servers without
+the libtorch backend: the config's ``torchscript_file`` parameter (default model.pt; the tuned
+profile's model_pixels.pt takes uint8 pixels). NVIDIA's container serves the same file with
 `platform: "pytorch_libtorch"` (`perf model emit`)."""
 
 import json
@@ -19,11 +20,14 @@ class TritonPythonModel:
         torch.set_num_threads(int(params.get("torch_num_threads", "1")))
         gpu = args["model_instance_kind"] == "GPU" and torch.cuda.is_available()
         self.device = torch.device(f"cuda:{args['model_instance_device_id']}" if gpu else "cpu")
-        path = Path(__file__).parent / "model.pt"
+        path = Path(__file__).parent / params.get("torchscript_file", "model.pt")
+        if not path.is_file():
+            raise pb_utils.TritonModelException(f"{path} not found: build it with `perf model build`")
         self.model = torch.jit.load(str(path), map_location=self.device).eval()
 
     def execute(self, requests):
         inputs = [pb_utils.get_input_tensor_by_name(r, "input__0").as_numpy() for r in requests]
+        # from_numpy shares the stub's buffer: a lone request is handed to torch without a copy.
         batch = torch.from_numpy(inputs[0] if len(inputs) == 1 else np.concatenate(inputs))
         with torch.inference_mode():
             logits = self.model(batch.to(self.device)).cpu().numpy()

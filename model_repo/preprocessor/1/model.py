@@ -4,7 +4,12 @@ own request; the rest of the dynamic batch still succeeds.
 The config's ``preprocessing`` parameter picks the implementation: ``batched`` works a
 dynamic batch as one (every request's images decoded into one uint8 batch, normalized in one
 pass, each request given its slice); ``per_image`` is the seed deployment's loop, one image
-at a time, kept for the baseline profile."""
+at a time, kept for the baseline profile.
+
+The output's data type in the config picks the hand-off to the classifier: TYPE_FP32 [3, 224,
+224] is normalized RGB, as the deployment guide has it; TYPE_UINT8 [224, 224, 3] is the resized
+RGB pixels, a quarter of the bytes, which the tuned profile's classifier scales and normalizes
+inside its graph (batched only)."""
 
 import json
 import sys
@@ -27,12 +32,23 @@ class TritonPythonModel:
         mode = params.get("preprocessing", "batched")
         if mode not in ("batched", "per_image"):
             raise pb_utils.TritonModelException(f"preprocessing {mode!r}: choose batched or per_image")
-        self.work = self.batched if mode == "batched" else self.per_image
+        output = next(o for o in config["output"] if o["name"] == "PREPROCESSED_IMAGE")
+        hand_off = {"TYPE_FP32": ([3, SIZE, SIZE], np.float32), "TYPE_UINT8": ([SIZE, SIZE, 3], np.uint8)}
+        if output["data_type"] not in hand_off or [int(d) for d in output["dims"]] != hand_off[output["data_type"]][0]:
+            choices = " or ".join(f"{kind} {dims}" for kind, (dims, _) in hand_off.items())
+            raise pb_utils.TritonModelException(
+                f"PREPROCESSED_IMAGE is {output['data_type']} {output['dims']}: choose {choices}"
+            )
+        if output["data_type"] == "TYPE_UINT8" and mode != "batched":
+            raise pb_utils.TritonModelException("a TYPE_UINT8 PREPROCESSED_IMAGE needs preprocessing: batched")
+        dims, self.dtype = hand_off[output["data_type"]]
+        self.shape = tuple(dims)
+        self.work = self.per_image if mode == "per_image" else self.pixels if self.dtype == np.uint8 else self.batched
 
     def execute(self, requests):
         inputs = [pb_utils.get_input_tensor_by_name(r, "RAW_IMAGE").as_numpy() for r in requests]
         bounds = np.cumsum([0] + [len(rows) for rows in inputs])
-        out = np.empty((bounds[-1], 3, SIZE, SIZE), dtype=np.float32)
+        out = np.empty((bounds[-1], *self.shape), dtype=self.dtype)
         errors = self.work(inputs, bounds, out)
         responses = []
         for index in range(len(requests)):
@@ -44,17 +60,26 @@ class TritonPythonModel:
                 responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("PREPROCESSED_IMAGE", images)]))
         return responses
 
-    @staticmethod
-    def batched(inputs, bounds, out):
+    @classmethod
+    def batched(cls, inputs, bounds, out):
         batch = np.empty((bounds[-1], SIZE, SIZE, 3), dtype=np.uint8)
+        errors = cls.decoded(inputs, bounds, batch)
+        normalize_into(batch, out)
+        return errors
+
+    @staticmethod
+    def decoded(inputs, bounds, out, rgb=False):
         errors = {}
         for index, rows in enumerate(inputs):
             try:
-                decode_into(rows, batch[bounds[index] : bounds[index + 1]])
+                decode_into(rows, out[bounds[index] : bounds[index + 1]], rgb)
             except DecodeError as error:
                 errors[index] = error
-        normalize_into(batch, out)
         return errors
+
+    @classmethod
+    def pixels(cls, inputs, bounds, out):
+        return cls.decoded(inputs, bounds, out, rgb=True)
 
     @staticmethod
     def per_image(inputs, bounds, out):

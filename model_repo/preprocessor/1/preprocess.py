@@ -42,14 +42,17 @@ def decode(row: np.ndarray) -> np.ndarray:
     return image
 
 
-def decode_into(rows: np.ndarray, batch: np.ndarray) -> None:
-    """Each row decoded and resized into ``batch`` ([n, 224, 224, 3] uint8, BGR)."""
+def decode_into(rows: np.ndarray, batch: np.ndarray, rgb: bool = False) -> None:
+    """Each row decoded and resized into ``batch`` ([n, 224, 224, 3] uint8, BGR, or RGB with
+    ``rgb``: swapped in place once resized, a quarter of the pixels of a swap before)."""
     for index, row in enumerate(rows):
         try:
             image = decode(row)
         except DecodeError as error:
             raise DecodeError(f"row {index}: {error}") from None
         cv2.resize(image, (SIZE, SIZE), dst=batch[index], interpolation=cv2.INTER_LINEAR)
+        if rgb:
+            cv2.cvtColor(batch[index], cv2.COLOR_BGR2RGB, dst=batch[index])
 
 
 def normalize_into(batch: np.ndarray, out: np.ndarray) -> None:
