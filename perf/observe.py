@@ -3,9 +3,11 @@ the CPU and memory of its whole process tree (python stubs included), GPU metric
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import psutil
@@ -50,6 +52,20 @@ def breakdown(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]
         executions = delta["executions"]
         row[f"{model}.batch_size"] = delta["inferences"] / executions if executions else None
     return row
+
+
+def stage_times(row: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """Each model's mean queue and compute ms from a row's breakdown columns, where both are
+    known: where a request waited, for strategies that act on the bottleneck."""
+    times = {}
+    for key in row:
+        if str(key).endswith(".queue_ms"):
+            model = str(key).removesuffix(".queue_ms")
+            values = [row.get(f"{model}.{phase}_ms") for phase in PHASES]
+            if all(v not in (None, "") and not math.isnan(float(v)) for v in values):
+                queue, *compute = map(float, values)
+                times[model] = (queue, sum(compute))
+    return times
 
 
 def breakdown_columns(models: list[str]) -> list[str]:

@@ -164,6 +164,10 @@ def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
         warnings.append(f"After {measured}, {leader} measured faster, but it was neither shown ahead by more than "
                         f"{margin} nor within {margin}; more measurements were unlikely to settle it at this noise. "
                         "Raise --max-rounds or --margin to try.")  # fmt: skip
+    if budgeted := findings.run.search.get("budgeted"):
+        lines.append(f"Searched {budgeted['measured']} of {budgeted['space']} configs with {budgeted['strategy']} "
+                     f"(budget {budgeted['budget']}), then raced the best; the search stopped: "
+                     f"{budgeted['stopped']}.")  # fmt: skip
     slo = findings.slo_p99_ms
     if slo is not None and best.p99_ms > slo:
         lines.append(f"Its mean p99, {best.p99_ms:.1f} ms, is over the {slo:g} ms SLO by less than its readings vary: "
@@ -206,6 +210,22 @@ def race_rows(findings: Findings) -> list[dict[str, str]]:
     return rows
 
 
+def search_steps(findings: Findings) -> list[dict[str, str]]:
+    """A budgeted search's configs in the order it chose them, each with why, and its score."""
+    labelled = set(findings.curves.summary["point_id"])
+    steps = (findings.run.search.get("budgeted") or {}).get("trail", [])
+    return [
+        {
+            "step": str(i + 1),
+            "label": findings.label(s["point"]) if s["point"] in labelled else s["point"],
+            "why": s["why"],
+            "level": "" if s.get("level") is None else f"{findings.curves.load_kind} {s['level']:g}",
+            "score": "" if s.get("score") is None else f"{s['score']:.1f}",
+        }
+        for i, s in enumerate(steps)
+    ]
+
+
 def _faults(findings: Findings) -> list[dict[str, str]]:
     labelled = set(findings.curves.summary["point_id"])
     return [
@@ -240,6 +260,7 @@ def write_report(findings: Findings) -> Path:
         diff=findings.winner_diff,
         ranked=_ranked_rows(findings),
         race=race_rows(findings) if findings.recommendation.race else [],
+        steps=search_steps(findings),
         images=images,
         faults=_faults(findings),
         apply_command=apply_command(findings),
@@ -291,6 +312,8 @@ def _meta(run: Run) -> dict[str, str]:
     else:
         fixed = f"then {load['repeats']} measurements each"
         levels = f"concurrency searched, {race or fixed}"
+        if load.get("search"):
+            levels = f"{load['search']} search, {levels}"
     meta = run.metadata
     return {
         "model": run.model + (f" (profile {run.plan['profile']})" if run.plan.get("profile") else ""),

@@ -31,9 +31,19 @@ from perf.drivers.locust import Locust
 from perf.drivers.perf_analyzer import LATENCY_COLUMNS, PerfAnalyzer, input_problems, model_args, write_input_data
 from perf.images import image_files, synthetic_set
 from perf.modelconfig import KIND_AUTO, KIND_GPU, ModelConfig, ModelInstanceGroup
-from perf.observe import RESOURCE_COLUMNS, ResourceSampler, breakdown, breakdown_columns, snapshot, tree_rss_mb
+from perf.observe import (
+    RESOURCE_COLUMNS,
+    ResourceSampler,
+    breakdown,
+    breakdown_columns,
+    snapshot,
+    stage_times,
+    tree_rss_mb,
+)
 from perf.plan import Plan, Point
 from perf.results import CRASHED, FAILED, OK, REFUSED, RunFolder
+from perf.search import space
+from perf.search.budget import Budget
 from perf.search.compose import strategy
 from perf.search.cost import cost
 from perf.search.race import MARGIN, MAX_ROUNDS
@@ -63,6 +73,9 @@ class LoadSpec:
     margin: float = MARGIN  # racing: throughputs within this fraction are equivalent
     max_rounds: int = MAX_ROUNDS  # racing: rounds before survivors are declared not separable
     shapes: tuple[str, ...] = ()  # NAME:D1,D2 for inputs of variable size (perf_analyzer's --shape)
+    search: str = "grid"  # which configs are measured: all, or those a budgeted search picks
+    budget: Budget | None = None  # a budgeted search's; None: a quarter of the configs
+    seed: int = 0  # a sampling search's
 
     @property
     def races(self) -> bool:
@@ -130,6 +143,8 @@ def plan_record(plan: Plan, load: LoadSpec, apply: str, profile: str | None = No
             "images": str(load.images) if load.images else None, "driver": load.driver,
             **({"margin": load.margin, "max_rounds": load.max_rounds} if load.races else {}),
             **({"shapes": list(load.shapes)} if load.shapes else {}),
+            **({"search": load.search, "budget": (load.budget or Budget()).__dict__, "seed": load.seed}
+               if load.search != "grid" else {}),
         },
         "apply": apply,
     }  # fmt: skip
@@ -208,7 +223,8 @@ class Sweep:
         costs = {p.id: cost({m: p.configs.get(m, self.plan.baseline[m]) for m in self.plan.models})
                  for p in self.plan.points}  # fmt: skip
         return strategy([p.id for p in self.plan.points], self.load.levels, self.load.repeats, self.slo_p99_ms, costs,
-                        self.load.margin, self.load.max_rounds)  # fmt: skip
+                        self.load.margin, self.load.max_rounds, self.load.search, space.of_plan(self.plan),
+                        self.load.budget, self.load.seed)  # fmt: skip
 
     def _describe(self, trial: search.Trial) -> str:
         index = next(i for i, p in enumerate(self.plan.points) if p.id == trial.point_id)
@@ -233,13 +249,13 @@ class Sweep:
                 row = self._record(point, trial, CRASHED, f"{error}; Triton exited: {self._log_summary()}")
                 self._recover(None)
                 return row
-            self._apply_s = time.perf_counter() - started
             self._applied = point.id
             self._load = self._driver()
             self._load.warm_up(trial.level, self.load.kind)
             # The replaced instances exit while the new ones warm up; measuring before they are
             # gone would give them the measurement's CPU (11 % of the ensemble's throughput here).
             self.server.settle(self._python_stubs())
+            self._apply_s = time.perf_counter() - started
         return self._measure(point, trial, self._load)
 
     # -- side by side ---------------------------------------------------------------------
@@ -433,14 +449,14 @@ class Sweep:
             self._recover(point)
             return row
         after = self._counters(names)
-        resources = sampler.result()
+        resources, applied_s, self._apply_s = sampler.result(), self._apply_s, 0.0
         if copies:
             resources.update(server_rss_mb=None, gpu_memory_mb=None)
         values = {
             **{k: v for k, v in measured.items() if k not in ("concurrency", "request_rate")},
             **breakdown(before, after),
             **resources,
-            "apply_s": round(self._loaded_s[point.id] if copies else self._apply_s, 3),
+            "apply_s": round(self._loaded_s.pop(point.id, 0.0) if copies else applied_s, 3),
             "duration_s": round(time.perf_counter() - started, 3),
             **({"apply": RESIDENT} if copies else {}),
         }
@@ -516,7 +532,12 @@ def outcome(row: dict[str, Any]) -> search.Outcome:
         return math.nan if value is None or value == "" else float(value)
 
     return search.Outcome(str(row["status"]), number("throughput"), number("p99_ms"), number("server_rss_mb"),
-                          str(row.get("error") or ""))  # fmt: skip
+                          str(row.get("error") or ""), seconds=_zero(number("apply_s")) + _zero(number("duration_s")),
+                          times=stage_times(row))  # fmt: skip
+
+
+def _zero(value: float) -> float:
+    return 0.0 if math.isnan(value) else value
 
 
 def _versions(tool: tools.Tools) -> dict[str, str]:

@@ -4,6 +4,7 @@ the plan shown before it runs, the progress bar, and the summary after."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -21,6 +22,9 @@ from perf import findings, host, ma_config, plan, report, results
 from perf.drivers import DRIVERS
 from perf.drivers.perf_analyzer import LOAD_KINDS
 from perf.repository import open_repository, reference_repository
+from perf.search import space
+from perf.search.budget import RACED, default_budget, parse_budget
+from perf.search.compose import SEARCHES
 from perf.search.race import MARGIN, MAX_ROUNDS
 from perf.server import RemoteServer, embedded_launcher
 from perf.sweep import LoadSpec, Sweep, columns, load_problems, plan_record
@@ -70,6 +74,13 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         help="racing: its budget, this many rounds of measurements of every raced config (default 5)",
     )
+    p.add_argument("--search", choices=SEARCHES,
+                   help="which configs to measure: grid, every one (default); optuna, those Optuna's TPE "
+                        "sampler picks; guided, steps that relieve the bottleneck model; the best few are then "
+                        "raced")  # fmt: skip
+    p.add_argument("--budget", help="optuna and guided: at most this many configs (12), or this much measuring "
+                                    "(10m, 600s, 1h); default a quarter of the configs")  # fmt: skip
+    p.add_argument("--seed", type=int, help="optuna: the sampler's seed (default 0); the same seed, the same search")
     p.add_argument("--apply", choices=plan.APPLY_MODES, help="reload via the model-control API (default) or restart")
     p.add_argument(
         "--race-by-reload",
@@ -172,6 +183,16 @@ def load_spec(ns: argparse.Namespace) -> LoadSpec:
         problems.append("--repeats must be 1 or more")
     if ns.images and not ns.images.is_dir():
         problems.append(f"--images {ns.images} is not a folder")
+    search, budget = ns.search or "grid", None
+    if search == "grid" and (ns.budget is not None or ns.seed is not None):
+        problems.append("--budget and --seed are for a budgeted search: add --search optuna or --search guided")
+    if search != "grid" and levels:
+        problems.append(f"--search {search} searches each config's concurrency: drop --concurrency/--request-rate")
+    if ns.budget is not None:
+        try:
+            budget = parse_budget(str(ns.budget))
+        except ValueError as error:
+            problems.append(str(error))
     if problems:
         raise plan.PlanError(problems)
     assert kind in LOAD_KINDS
@@ -187,6 +208,9 @@ def load_spec(ns: argparse.Namespace) -> LoadSpec:
         margin=ns.margin or MARGIN,
         max_rounds=ns.max_rounds or MAX_ROUNDS,
         shapes=tuple(ns.shape or ()),
+        search=search,
+        budget=budget,
+        seed=ns.seed or 0,
     )
 
 
@@ -207,7 +231,9 @@ def main(args: list[str], console: Console) -> int:
     apply = ns.apply or "reload"
     if remote and apply == "restart":
         raise plan.PlanError(["--apply restart needs a server perf starts itself: drop --url"])
-    estimate = plan.estimate_seconds(the_plan, measurements_per_point(load), 1, apply, load.window_ms)
+    if load.search != "grid" and load.budget is None:
+        load = dataclasses.replace(load, budget=default_budget(space.of_plan(the_plan)))
+    estimate = estimate_seconds(the_plan, load, apply)
     if ns.dry_run:
         print_plan(the_plan, load, apply, estimate, ns.slo_p99_ms, console)
         return 0
@@ -264,7 +290,22 @@ def describe_load(load: LoadSpec, slo: float | None) -> str:
         return f"{levels}, then {race} at each one's highest level within the SLO"
     target = f"the highest within p99 <= {slo:g} ms" if slo is not None else "up to the knee"
     then = f"then {load.repeats} measurements each at its level" if load.repeats else f"then {race}"
+    if load.budget is not None:
+        picks = "Optuna's TPE sampler" if load.search == "optuna" else "the bottleneck rules"
+        return (f"concurrency searched ({target}) for the configs {picks} picks, {load.budget.describe()} at "
+                f"most, {then.replace('then ', f'then the best {RACED} and the baseline ')}")  # fmt: skip
     return f"concurrency searched ({target}), {then}"
+
+
+def estimate_seconds(the_plan: plan.Plan, load: LoadSpec, apply: str) -> float:
+    """The grid's estimate; a budgeted search's is its budget's share of it, and its race."""
+    estimate = plan.estimate_seconds(the_plan, measurements_per_point(load), 1, apply, load.window_ms)
+    if load.budget is None:
+        return estimate
+    per_config = estimate / len(the_plan.points)
+    if load.budget.seconds is not None:
+        return load.budget.seconds + (RACED + 1) * per_config / 2
+    return min(len(the_plan.points), load.budget.configs + 1) * per_config
 
 
 def measurements_per_point(load: LoadSpec) -> int:

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -261,13 +261,13 @@ def test_race_by_reload_reloads_each_config_and_keeps_its_memory_figure(tmp_path
     assert no_server_left(run)
 
 
-def test_resume_after_sigkill_mid_race_goes_on_with_the_same_race(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "perf", "sweep", *RACE, "--out", str(run)],
+def killed_once(run: Path, args: list[str], when: Callable[[pd.DataFrame], bool]) -> pd.DataFrame:
+    """Run a sweep, SIGKILL it once its table satisfies ``when``: the rows it left."""
+    proc = subprocess.Popen([sys.executable, "-m", "perf", "sweep", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 600
-        while not ((run / "results.csv").is_file() and (rows(run)["phase"] == "race").any()):
+        while not ((run / "results.csv").is_file() and when(rows(run))):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
             time.sleep(0.3)
         proc.kill()
@@ -276,7 +276,12 @@ def test_resume_after_sigkill_mid_race_goes_on_with_the_same_race(tmp_path: Path
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    before = rows(run)
+    return rows(run)
+
+
+def test_resume_after_sigkill_mid_race_goes_on_with_the_same_race(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    before = killed_once(run, [*RACE, "--out", str(run)], lambda table: (table["phase"] == "race").any())
     assert no_server_left(run)
     out = perf_cli("sweep", *RACE, "--out", str(run), timeout=900)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -288,3 +293,38 @@ def test_resume_after_sigkill_mid_race_goes_on_with_the_same_race(tmp_path: Path
     race = json.loads((run / "search.json").read_text())["race"]
     assert race["winner"] is not None and race["rounds"] >= 1
     assert json.loads((run / "metadata.json").read_text())["resumed_at"]
+
+
+BUDGETED = ["--model", "ensemble_model", "--param", "classifier.instance_count", "--values", "1", "2",
+            "--param", "preprocessor.instance_count", "--values", "1", "2", "--budget", "3", "--slo-p99-ms", "200",
+            "--max-rounds", "2", "--measurement-interval", "300"]  # fmt: skip
+
+
+@pytest.mark.parametrize("search", ["guided", "optuna"])
+def test_a_budgeted_search_killed_mid_way_resumes_the_same_search(search: str, tmp_path: Path) -> None:
+    """SIGKILL during the second config's load search; the same command again goes on with
+    the same search (the rows it had, then its next configs), measures three configs in all,
+    races the best and says so in the summary and the report."""
+    run = tmp_path / "run"
+    args = [*BUDGETED, "--search", search, "--out", str(run)]
+    before = killed_once(run, args, lambda table: table["point_id"].nunique() >= 2)
+    assert no_server_left(run)
+    out = perf_cli("sweep", *args, timeout=900)
+    assert out.returncode == 0, out.stdout + out.stderr
+    after = rows(run)
+    searched_rows_are_whole(after)
+    pd.testing.assert_frame_equal(after.iloc[: len(before)], before, check_dtype=False)
+    budgeted = json.loads((run / "search.json").read_text())["budgeted"]
+    chosen = [step["point"] for step in budgeted["trail"]]
+    searched_in_order = list(dict.fromkeys(after[after["phase"].isin(["probe", "bisect"])]["point_id"]))
+    assert chosen == searched_in_order and len(chosen) == 3 and budgeted["stopped"] == "the budget: 3 configs"
+    assert chosen[:2] == list(dict.fromkeys(before["point_id"])), "the search went on where it stood"
+    assert budgeted["trail"][0]["why"] == "the repository's own config"
+    assert all(step["score"] > 0 for step in budgeted["trail"])
+    race = json.loads((run / "search.json").read_text())["race"]
+    assert race["winner"] in chosen and set(race["entrants"]) <= set(chosen)
+    text = " ".join(out.stdout.split())
+    assert "Searched 3 of 5 configs" in text or "Searched 3 of 4 configs" in text, text
+    assert perf_cli("report", str(run)).returncode == 0
+    assert "The budgeted search" in (run / "report.html").read_text()
+    assert no_server_left(run)

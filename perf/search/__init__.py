@@ -40,6 +40,8 @@ class Outcome:
     p99_ms: float = math.nan
     memory_mb: float = math.nan
     error: str = ""
+    seconds: float = 0.0  # what the row cost: applying its config (if it had to), warming up, measuring
+    times: dict[str, tuple[float, float]] = field(default_factory=dict)  # model -> (queue ms, compute ms)
 
     @property
     def ok(self) -> bool:

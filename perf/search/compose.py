@@ -1,13 +1,20 @@
 """The strategy a sweep runs: the grid where the user names load levels; otherwise each
-config's load searched, then the configs raced at their levels."""
+config's load searched (every config, or those a budgeted search chooses), then the configs
+raced at their levels."""
 
 from __future__ import annotations
 
 from perf.search import History, Strategy, Then
+from perf.search.budget import RACED, Budget, Budgeted, Chooser, default_budget
 from perf.search.cost import Cost
 from perf.search.grid import Grid
+from perf.search.guided import Guided
 from perf.search.load import EachPoint
 from perf.search.race import MARGIN, MAX_ROUNDS, Race
+from perf.search.space import Space
+from perf.search.tpe import Tpe
+
+SEARCHES = ("grid", "optuna", "guided")  # every config; Optuna's sampler; the bottleneck rules
 
 
 def strategy(
@@ -18,16 +25,28 @@ def strategy(
     costs: dict[str, Cost],
     margin: float = MARGIN,
     max_rounds: int = MAX_ROUNDS,
+    search: str = "grid",
+    space: Space | None = None,
+    budget: Budget | None = None,
+    seed: int = 0,
 ) -> Strategy:
     """``levels`` given: every config at each, once, then a race at each config's best level;
     with ``repeats``, every config at each level that often and no race (a fixed grid). No
-    levels: each config's load searched, then a race; ``repeats`` then fixes how often each
-    config is measured at its level in all, decided once at the end."""
+    levels: each config's load searched (``search`` other than grid: only the configs its
+    chooser picks within ``budget``, over ``space``), then a race; ``repeats`` then fixes how
+    often each config is measured at its level in all, decided once at the end."""
     history = History()
     if levels and repeats:
         return Grid(points, levels, repeats, history, slo_p99_ms)
-    first: EachPoint | Grid = Grid(points, levels, 1, history, slo_p99_ms) if levels else \
-        EachPoint(points, history, slo_p99_ms)  # fmt: skip
+    first: EachPoint | Grid | Budgeted
+    if search != "grid":
+        assert space is not None and not levels, "a budgeted search searches each config's load"
+        chooser: Chooser = Tpe(space, seed) if search == "optuna" else Guided(space, margin)
+        first = Budgeted(space, chooser, history, slo_p99_ms, budget or default_budget(space), margin)
+    elif levels:
+        first = Grid(points, levels, 1, history, slo_p99_ms)
+    else:
+        first = EachPoint(points, history, slo_p99_ms)
 
     def race(done: Strategy) -> Strategy:
         assert done is first
@@ -37,4 +56,4 @@ def strategy(
                     max_rounds=max(0, repeats - 1) if repeats else max_rounds,
                     min_samples=min(3, max(2, repeats or 3)), sequential=not fixed)  # fmt: skip
 
-    return Then(first, race, guess=3 * len(points))
+    return Then(first, race, guess=3 * (len(points) if search == "grid" else RACED + 1))

@@ -1,0 +1,107 @@
+"""Benchmark: budgeted searches against the exhaustive grid, on a 48-config space of the
+reference ensemble (tuned profile) with p99 <= 50 ms.
+
+    .venv/bin/python bench/big_space.py --runs 3
+    .venv/bin/python bench/big_space.py --runs 3 --grid-from runs/bench-big-grid   # reuse a grid run
+
+The space: both models' instance counts (1, 2) x the preprocessor's queue delay (0, 1000, 5000 us)
+x the classifier's (0, 100, 1000, 5000 us). The grid load-searches every config and races them
+all; `--search optuna` and `--search guided` load-search only the configs they pick (a quarter of
+the space by default) and race their best. Printed per run: wall time, configs measured, the
+recommendation, its raced throughput and p99; then each budgeted run against the grid: its
+winner's throughput over the grid's winner's and over the grid's fastest config's, and its wall
+time over the grid's (goal: within 5 % of the grid's best in at most a quarter of its time, 3 of 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+SPACE = ["--profile", "tuned", "--slo-p99-ms", "50",
+         "--param", "preprocessor.instance_count", "--values", "1", "2",
+         "--param", "classifier.instance_count", "--values", "1", "2",
+         "--param", "preprocessor.max_queue_delay_microseconds", "--values", "0", "1000", "5000",
+         "--param", "classifier.max_queue_delay_microseconds", "--values", "0", "100", "1000", "5000"]  # fmt: skip
+COLUMNS = ["preprocessor.instance_count", "classifier.instance_count", "preprocessor.max_queue_delay_microseconds",
+           "classifier.max_queue_delay_microseconds"]  # fmt: skip
+
+
+def sweep(out: Path, extra: list[str]) -> float:
+    """Run one sweep; its wall time in seconds."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "perf", "sweep", *SPACE, "--out", str(out), *extra], cwd=ROOT, check=True,
+                   capture_output=True, text=True)  # fmt: skip
+    return time.perf_counter() - started
+
+
+def summary(out: Path, seconds: float | None = None) -> dict[str, object]:
+    """What a run folder says: its time, configs measured, winner and the raced throughputs."""
+    search = json.loads((out / "search.json").read_text())
+    race = search["race"]
+    table = pd.read_csv(out / "results.csv", dtype={"point_id": str, "load_level": str})
+    if seconds is None:  # a reused run: its own record of when it started and finished
+        meta = json.loads((out / "metadata.json").read_text())
+        seconds = (
+            dt.datetime.fromisoformat(meta["finished_at"]) - dt.datetime.fromisoformat(meta["started_at"])
+        ).total_seconds()
+    raced = table[table["phase"].isin(["race", "recheck"]) & (table["status"] == "ok")]
+    means = {p: raced[(raced["point_id"] == p) & (raced["load_level"].astype(float) == level)]["throughput"].mean()
+             for p, level in race["entrants"].items()}  # fmt: skip
+    winner = race["winner"]
+    row = table[table["point_id"] == winner].iloc[0]
+    p99 = raced[raced["point_id"] == winner]["p99_ms"].mean()
+    return {"seconds": round(seconds), "configs": table[table["phase"].isin(["probe", "bisect"])]["point_id"].nunique(),
+            "rows": len(table), "failed": int((table["status"] != "ok").sum()), "verdict": race["verdict"],
+            "winner": "/".join(str(row[c]) for c in COLUMNS), "throughput": round(means[winner], 1),
+            "p99_ms": round(p99, 1), "fastest": round(max(means.values()), 1),
+            "stopped": search.get("budgeted", {}).get("stopped", "")}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3, help="runs of each budgeted search")
+    parser.add_argument("--searches", nargs="+", default=["optuna", "guided"])
+    parser.add_argument("--grid-from", type=Path, help="a finished grid run of this space to compare with")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-big-space")
+    args = parser.parse_args()
+    shutil.rmtree(args.out, ignore_errors=True)
+    if args.grid_from:
+        grid = summary(args.grid_from.resolve())
+    else:
+        grid = summary(args.out / "grid", sweep(args.out / "grid", []))
+    print(json.dumps({"run": "grid", **grid}), flush=True)
+    results = []
+    for search in args.searches:
+        for i in range(args.runs):
+            out = args.out / f"{search}{i + 1}"
+            result = {"run": f"{search} {i + 1}", **summary(out, sweep(out, ["--search", search, "--seed", str(i)]
+                                                                              if search == "optuna" else
+                                                                              ["--search", search]))}  # fmt: skip
+            result["of_grid_winner"] = round(result["throughput"] / grid["throughput"], 3)
+            result["of_grid_fastest"] = round(result["throughput"] / grid["fastest"], 3)
+            result["of_grid_time"] = round(result["seconds"] / grid["seconds"], 3)
+            print(json.dumps(result), flush=True)
+            results.append(result)
+    columns = ["seconds", "configs", "rows", "failed", "winner", "throughput", "p99_ms", "verdict", "of_grid_winner",
+               "of_grid_fastest", "of_grid_time"]  # fmt: skip
+    print("| run | " + " | ".join(columns) + " |\n|" + " --- |" * (len(columns) + 1))
+    for r in [{"run": "grid", **grid, "of_grid_winner": 1, "of_grid_fastest": "", "of_grid_time": 1}, *results]:
+        print(f"| {r['run']} | " + " | ".join(str(r.get(c, "")) for c in columns) + " |")
+    for search in args.searches:
+        mine = [r for r in results if str(r["run"]).startswith(search)]
+        met = sum(r["of_grid_fastest"] >= 0.95 and r["of_grid_time"] <= 0.25 for r in mine)
+        print(f"{search}: within 5 % of the grid's fastest in at most a quarter of its time in {met} of {len(mine)}")
+
+
+if __name__ == "__main__":
+    main()

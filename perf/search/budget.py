@@ -1,0 +1,171 @@
+"""A budgeted search: configs chosen one at a time, each load-searched, until the budget is
+spent or further configs stop helping; then the best few are raced.
+
+Which config comes next is a ``Chooser``'s decision (Optuna's sampler in ``tpe.py``, the
+bottleneck rules in ``guided.py``); everything else is the same for every chooser: each
+config's load search, its score (its throughput at its level within the SLO, 0 with none),
+the budget and the early stop, and what is raced. A config's score is one load-search
+reading, so it only ranks configs for the race; the race's repeated measurements decide.
+
+The budget counts configs (``--budget 12``) or seconds of measuring (``--budget 10m``: the
+rows' own apply and measurement times, so a resumed search spends what the interrupted one
+had spent, not the wall time between). The search stops early when ``patience`` configs in a
+row have not beaten the best by more than the margin.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from perf.search import History, Outcome, Trial
+from perf.search.load import SEARCH_PHASES, LoadSearch, levels_of, operating_level
+from perf.search.race import MARGIN
+from perf.search.space import Space
+
+PATIENCE = 10  # configs in a row that add under the margin to the best: the search has stopped helping
+RACED = 3  # the best configs raced at the end (with the baseline)
+
+
+class Chooser(Protocol):
+    """Decides which config to measure next from the scores so far."""
+
+    name: str
+
+    def next(self, scores: dict[str, float]) -> tuple[str, str] | None:
+        """The next config and why it was chosen; None when the chooser has nothing left to try."""
+
+    def tell(self, point_id: str, score: float, reading: Outcome | None) -> None:
+        """A config's score and the reading at its level (None without one)."""
+
+    def exhausted(self) -> str:
+        """Why ``next`` gave None, in words."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    configs: int | None = None
+    seconds: float | None = None
+
+    def describe(self) -> str:
+        if self.seconds is not None:
+            return f"{self.seconds / 60:g} min of measuring"
+        return f"{self.configs} configs"
+
+
+def parse_budget(text: str) -> Budget:
+    """``12`` (configs), ``600s``, ``10m`` or ``1.5h`` (measuring time). ValueError, in words."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match:
+        raise ValueError(f"--budget {text}: give a number of configs (12) or a time (600s, 10m, 1.5h)")
+    number, unit = float(match[1]), match[2]
+    if not unit:
+        if number != int(number) or number < 1:
+            raise ValueError(f"--budget {text}: a number of configs is a whole number, 1 or more")
+        return Budget(configs=int(number))
+    seconds = number * {"s": 1, "m": 60, "h": 3600}[unit]
+    if seconds <= 0:
+        raise ValueError(f"--budget {text}: a time above 0")
+    return Budget(seconds=seconds)
+
+
+def default_budget(space: Space) -> Budget:
+    """A quarter of the configs, at least 6: big spaces are what a budget is for."""
+    return Budget(configs=max(6, math.ceil(space.size / 4)))
+
+
+@dataclass
+class Budgeted:
+    space: Space
+    chooser: Chooser
+    history: History
+    slo_p99_ms: float | None
+    budget: Budget
+    margin: float = MARGIN
+    patience: int = PATIENCE
+    searches: list[LoadSearch] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)  # point id -> throughput at its level
+    trail: list[dict[str, Any]] = field(default_factory=list)  # each config: why chosen, its score
+    stopped: str = ""
+    _best: float = 0.0
+    _since_best: int = 0  # configs since the best improved by more than the margin
+
+    def propose(self) -> list[Trial]:
+        while not self.stopped:
+            search = self.searches[-1] if self.searches else None
+            if search is not None and not search.done and (trials := search.propose()):
+                return trials
+            if search is not None and search.point_id not in self.scores:
+                self._score(search)
+            self._choose()
+        return []
+
+    def _choose(self) -> None:
+        """Start the next config's search, or say why the search stops."""
+        spent = sum(outcome.seconds for _, outcome in self.history.told)
+        if self.budget.configs is not None and len(self.searches) >= self.budget.configs:
+            self.stopped = f"the budget: {len(self.searches)} configs"
+        elif self.budget.seconds is not None and spent >= self.budget.seconds:
+            self.stopped = f"the budget: {spent / 60:.1f} min of measuring"
+        elif self.searches and self._since_best >= self.patience:
+            self.stopped = (f"{self._since_best} configs in a row did not beat the best by more than "
+                            f"{self.margin:.0%}")  # fmt: skip
+        elif (chosen := self._first() or self.chooser.next(dict(self.scores))) is None:
+            self.stopped = self.chooser.exhausted()
+        else:
+            point, why = chosen
+            self.searches.append(LoadSearch(point, self.history, self.slo_p99_ms))
+            self.trail.append({"point": point, "why": why})
+
+    def _first(self) -> tuple[str, str] | None:
+        """The repository's own config comes first: every gain is measured against it."""
+        if self.searches or self.space.baseline is None:
+            return None
+        return self.space.baseline, "the repository's own config"
+
+    def _score(self, search: LoadSearch) -> None:
+        point = search.point_id
+        level, _ = operating_level(self.history, point, self.slo_p99_ms, SEARCH_PHASES)
+        readings = [o for o in self.history.outcomes(point, level) if o.ok] if level is not None else []
+        score = statistics.fmean(o.throughput for o in readings) if readings else 0.0
+        self.scores[point] = score
+        self.chooser.tell(point, score, readings[-1] if readings else None)
+        if score > self._best * (1 + self.margin):
+            self._best, self._since_best = score, 0
+        else:
+            self._since_best += 1
+            self._best = max(self._best, score)
+        self.trail[-1].update(level=level, score=round(score, 1), reason=search.reason)
+
+    def tell(self, trial: Trial, outcome: Outcome) -> None:
+        self.searches[-1].tell(trial, outcome)
+
+    def estimate(self) -> int:
+        if self.stopped:
+            return 0
+        left = self.patience - self._since_best
+        if self.budget.configs is not None:
+            left = min(left, self.budget.configs - len(self.searches))
+        return 5 * max(0, left) + (self.searches[-1].estimate() if self.searches else 0)
+
+    def entrants(self) -> tuple[dict[str, float], dict[str, list[float]]]:
+        """The best ``RACED`` configs by score, and the baseline, at their levels."""
+        ranked = sorted((p for p, s in self.scores.items() if s > 0), key=lambda p: -self.scores[p])
+        chosen = ranked[:RACED] + [p for p in [self.space.baseline] if p in ranked[RACED:]]
+        return levels_of(self.history, chosen, self.slo_p99_ms, SEARCH_PHASES, step_down=True)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "load_search": {s.point_id: s.record() for s in self.searches},
+            "budgeted": {
+                "strategy": self.chooser.name,
+                "budget": self.budget.describe(),
+                "space": self.space.size,
+                "measured": len(self.searches),
+                "stopped": self.stopped,
+                "trail": self.trail,
+            },
+        }
