@@ -67,6 +67,21 @@ def summary(out: Path, seconds: float | None = None) -> dict[str, object]:
             "stopped": search.get("budgeted", {}).get("stopped", "")}  # fmt: skip
 
 
+def predicted_on(servers: int, out: Path) -> float:
+    """The grid's wall time on ``servers`` servers by its own rows: each config's load search
+    (its apply, warm-up and measurements) is one job, placed longest first on the server free
+    soonest; the race runs on one server after them, as its verdict must not depend on which
+    server measured whom."""
+    table = pd.read_csv(out / "results.csv", dtype={"point_id": str})
+    searched = table[table["phase"].isin(["probe", "bisect"])]
+    jobs = sorted((g["apply_s"].iloc[0] + g["duration_s"].sum() for _, g in searched.groupby("point_id")), reverse=True)
+    loads = [0.0] * servers
+    for job in jobs:
+        loads[loads.index(min(loads))] += job
+    raced = table[~table["phase"].isin(["probe", "bisect"])]
+    return max(loads) + raced["duration_s"].sum() + raced["apply_s"].fillna(0).sum()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="runs of each budgeted search")
@@ -80,6 +95,11 @@ def main() -> None:
     else:
         grid = summary(args.out / "grid", sweep(args.out / "grid", []))
     print(json.dumps({"run": "grid", **grid}), flush=True)
+    grid_out = args.grid_from.resolve() if args.grid_from else args.out / "grid"
+    one = predicted_on(1, grid_out)
+    print("the grid's measuring on N servers (cost model from its rows): "
+          + ", ".join(f"{n}: {predicted_on(n, grid_out):.0f} s ({one / predicted_on(n, grid_out):.2f}x)"
+                      for n in (1, 2, 4, 8)), flush=True)  # fmt: skip
     results = []
     for search in args.searches:
         for i in range(args.runs):

@@ -27,6 +27,7 @@ class Tpe:
     name: str = "Optuna's TPE sampler"
     _study: optuna.Study = field(init=False)
     _asked: dict[str, optuna.trial.Trial] = field(default_factory=dict)
+    _why_none: str = ""
 
     def __post_init__(self) -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -35,7 +36,9 @@ class Tpe:
 
     def next(self, scores: dict[str, float]) -> tuple[str, str] | None:
         if len(scores) >= len(self.space.positions):
+            self._why_none = "every config was measured"
             return None
+        self._why_none = f"Optuna's sampler proposed only measured configs {ATTEMPTS} times in a row"
         for _ in range(ATTEMPTS):
             trial = self._study.ask()
             position = tuple(
@@ -54,9 +57,7 @@ class Tpe:
         return None
 
     def exhausted(self) -> str:
-        if len(self._study.trials) and len(self._asked) == 0:
-            return f"Optuna's sampler proposed only measured configs {ATTEMPTS} times in a row"
-        return "every config was measured"
+        return self._why_none
 
     def tell(self, point_id: str, score: float, reading: Outcome | None) -> None:
         trial = self._asked.pop(point_id, None)
