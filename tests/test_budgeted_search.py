@@ -13,13 +13,15 @@ from typing import Any
 
 import pytest
 
+from perf import plan
+from perf.repository import open_repository, reference_repository
 from perf.search import Outcome, Strategy, Trial
 from perf.search.budget import Budget, Budgeted, parse_budget
 from perf.search.compose import strategy
 from perf.search.cost import Cost
 from perf.search.guided import Guided
 from perf.search.race import Race
-from perf.search.space import Setting, Space
+from perf.search.space import Setting, Space, of_plan
 
 PRE, CLS = "preprocessor", "classifier"
 SETTINGS = (
@@ -207,3 +209,19 @@ def test_budgets_are_read_as_configs_or_time() -> None:
     for wrong in ("", "0", "2.5", "ten", "5d", "0m"):
         with pytest.raises(ValueError, match="--budget"):
             parse_budget(wrong)
+
+
+def test_a_plans_points_become_positions_and_an_off_grid_baseline_is_measured_apart() -> None:
+    repo = open_repository(reference_repository(), "tuned")
+    pairs = [("preprocessor.instance_count", [1, 2]), ("classifier.max_queue_delay_microseconds", [0, 1000])]
+    the_plan = plan.with_baseline(plan.build("ensemble_model", pairs, repo, 0, 2))
+    the_space = of_plan(the_plan)
+    assert len(the_space.positions) == 4 and the_space.size == 5, "the tuned delay (100 us) is not on the grid"
+    assert the_space.baseline not in the_space.positions
+    grid_point = the_space.at((1, 1))
+    assert grid_point is not None and the_space.step(grid_point, 0, -1) == the_space.at((0, 1))
+    assert the_space.step(grid_point, 1, 1) is None, "past the last value"
+    assert [s.path for s in the_space.settings] == [
+        "instance_group.count",
+        "dynamic_batching.max_queue_delay_microseconds",
+    ]
