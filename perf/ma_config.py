@@ -54,7 +54,7 @@ TRANSLATED = frozenset(
         "model_repository", "profile_models", "ensemble_composing_models", "concurrency", "request_rate",
         "batch_sizes", "constraints", "objectives", "latency_budget", "min_throughput", "run_config_search_disable",
         "run_config_search_mode", "request_rate_search_enable", "triton_launch_mode", "triton_grpc_endpoint",
-        "client_protocol", "perf_analyzer_flags", "model_type", *MA_DEFAULTS,
+        "client_protocol", "perf_analyzer_flags", "model_type", "optuna_max_trials", *MA_DEFAULTS,
     }
 )  # fmt: skip
 
@@ -82,10 +82,10 @@ NOT_HONOURED: dict[str, tuple[str, ...]] = {
     "perf records the server's CPU and memory in every row, and GPU metrics wherever there are GPUs": (
         "collect_cpu_metrics", "dcgm_disable", "gpus", "monitoring_interval", "duration_seconds",
     ),
-    "perf measures every point of its grid (no early exit) and searches each config's load itself, "
-    "one model at a time": (
+    "perf measures every point of its grid, or of its own budgeted search (--search, --budget), and searches "
+    "each config's load itself, one model at a time": (
         "early_exit_enable", "run_config_search_max_binary_search_steps", "use_concurrency_formula",
-        "concurrency_sweep_disable", "optuna_min_trials", "optuna_max_trials", "optuna_early_exit_threshold",
+        "concurrency_sweep_disable", "optuna_min_trials", "optuna_early_exit_threshold",
         "min_percentage_of_search_space", "max_percentage_of_search_space",
         "run_config_profile_models_concurrently_enable", "weighting", "bls_composing_models",
         "cpu_only_composing_models",
@@ -211,7 +211,7 @@ def translate(data: dict[str, Any], repo: Repository, model: str | None = None) 
     spec = specs[chosen]
     warnings: list[str] = []
     options: dict[str, Any] = {}
-    for step in (_load, _objectives, _server, _client_flags):
+    for step in (_load, _objectives, _server, _client_flags, _search):
         try:
             step(data, spec, chosen, options, warnings)
         except PlanError as error:
@@ -478,10 +478,39 @@ def _server(data: dict, spec: dict, model: str, options: dict, warnings: list[st
         warnings.append(f"client_protocol {data['client_protocol']}: perf drives Triton over gRPC")
     if data.get("model_type") not in (None, "generic"):
         warnings.append(f"model_type {data['model_type']}: perf measures requests, not tokens")
-    mode_of_search = data.get("run_config_search_mode")
-    if mode_of_search not in (None, "brute"):
-        warnings.append(f"run_config_search_mode {mode_of_search}: perf does not hill-climb or sample; it measures "
-                        "the whole grid of model_config_parameters, as Model Analyzer's brute search does")  # fmt: skip
+
+
+def _search(data: dict, spec: dict, model: str, options: dict, warnings: list[str]) -> None:
+    """Model Analyzer's quick search (a hill climb) becomes perf's guided search, its Optuna
+    search perf's (with ``optuna_max_trials`` its budget): both step or sample over the same
+    grid and search each config's load, so neither goes with given load levels."""
+    mode = data.get("run_config_search_mode")
+    trials = data.get("optuna_max_trials")
+    if mode not in (None, "brute", "quick", "optuna"):
+        raise PlanError([f"run_config_search_mode: expected brute, quick or optuna, got {mode!r}"])
+    if trials is not None and mode != "optuna":
+        warnings.append("optuna_max_trials: used only with run_config_search_mode optuna")
+    if mode in (None, "brute"):
+        return
+    if "concurrency" in options or "request_rate" in options:
+        warnings.append(f"run_config_search_mode {mode}: not honoured with load levels given; perf measures the whole "
+                        "grid of model_config_parameters at them, as Model Analyzer's brute search does")  # fmt: skip
+        return
+    if mode == "quick":
+        options["search"] = "guided"
+        warnings.append("run_config_search_mode quick: perf's --search guided, which steps over the same grid "
+                        "toward the bottleneck model's relief (read from Triton's per-model queue and compute "
+                        "times) where Model Analyzer's quick search climbs its own coordinates")  # fmt: skip
+        return
+    options["search"] = "optuna"
+    if trials is not None:
+        if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+            raise PlanError([f"optuna_max_trials: expected a whole number, 1 or more, got {trials!r}"])
+        options["budget"] = str(trials)
+    warnings.append(
+        "run_config_search_mode optuna: perf's --search optuna (Optuna's TPE sampler over the same "
+        "grid" + (f", at most {trials} configs" if trials is not None else "") + "), its best raced"
+    )
 
 
 def _client_flags(data: dict, spec: dict, model: str, options: dict, warnings: list[str]) -> None:

@@ -236,6 +236,30 @@ profile_models:
     assert t.options == {"concurrency": [1, 2], "batch_size": 1, "slo_p99_ms": 40.0, "measurement_interval": 2000}
 
 
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("quick", {"search": "guided"}), ("optuna", {"search": "optuna", "budget": "20"}), ("brute", {})],
+)
+def test_model_analyzers_searches_become_perfs(mode: str, expected: dict[str, str]) -> None:
+    """Quick search (a hill climb) becomes the guided search, Optuna's with its trials the
+    budget; the command perf prints says so. With load levels given, the grid is measured."""
+    text = f"""
+profile_models: {{classifier: {{model_config_parameters: {{max_batch_size: [32, 64]}}}}}}
+run_config_search_mode: {mode}
+optuna_max_trials: 20
+"""
+    t = translate(text)
+    assert {k: v for k, v in t.options.items() if k in ("search", "budget")} == expected
+    said = "\n".join(t.warnings)
+    assert all(f"--{k} {v}" in ma_config.command(t.model, t.options, t.params) for k, v in expected.items())
+    assert ("optuna_max_trials: used only with run_config_search_mode optuna" in said) == (mode != "optuna")
+    assert "not honoured: optuna_max_trials" not in said
+    levels = translate(text + "concurrency: [1, 2]\n")
+    assert "search" not in levels.options
+    if mode != "brute":
+        assert f"run_config_search_mode {mode}: not honoured with load levels given" in "\n".join(levels.warnings)
+
+
 def mcp(settings: str) -> str:
     """A profile of the classifier with these model_config_parameters (YAML flow style)."""
     return f"profile_models: {{classifier: {{model_config_parameters: {settings}}}}}"
