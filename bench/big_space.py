@@ -9,8 +9,9 @@ x the classifier's (0, 100, 1000, 5000 us). The grid load-searches every config 
 all; `--search optuna` and `--search guided` load-search only the configs they pick (a quarter of
 the space by default) and race their best. Printed per run: wall time, configs measured, the
 recommendation, its raced throughput and p99; then each budgeted run against the grid: its
-winner's throughput over the grid's winner's and over the grid's fastest config's, and its wall
+winner's throughput in the grid's own race over the grid's fastest config's there, and its wall
 time over the grid's (goal: within 5 % of the grid's best in at most a quarter of its time, 3 of 3).
+`--summarize` reads the run folders again without measuring.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def summary(out: Path, seconds: float | None = None) -> dict[str, object]:
             "rows": len(table), "failed": int((table["status"] != "ok").sum()), "verdict": race["verdict"],
             "winner": "/".join(str(row[c]) for c in COLUMNS), "throughput": round(means[winner], 1),
             "p99_ms": round(p99, 1), "fastest": round(max(means.values()), 1),
-            "stopped": search.get("budgeted", {}).get("stopped", "")}  # fmt: skip
+            "stopped": search.get("budgeted", {}).get("stopped", ""), "point": winner, "means": means}  # fmt: skip
 
 
 def predicted_on(servers: int, out: Path) -> float:
@@ -88,39 +89,53 @@ def main() -> None:
     parser.add_argument("--searches", nargs="+", default=["optuna", "guided"])
     parser.add_argument("--grid-from", type=Path, help="a finished grid run of this space to compare with")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-big-space")
+    parser.add_argument("--summarize", action="store_true", help="measure nothing: summarize the run folders in --out")
     args = parser.parse_args()
-    shutil.rmtree(args.out, ignore_errors=True)
-    if args.grid_from:
-        grid = summary(args.grid_from.resolve())
-    else:
-        grid = summary(args.out / "grid", sweep(args.out / "grid", []))
-    print(json.dumps({"run": "grid", **grid}), flush=True)
     grid_out = args.grid_from.resolve() if args.grid_from else args.out / "grid"
+    if not args.summarize:
+        shutil.rmtree(args.out, ignore_errors=True)
+        if not args.grid_from:
+            sweep(grid_out, [])
+        for search in args.searches:
+            for i in range(args.runs):
+                extra = ["--search", search, *(["--seed", str(i)] if search == "optuna" else [])]
+                sweep(args.out / f"{search}{i + 1}", extra)
+                print(f"{search} {i + 1} done", flush=True)
+    grid = summary(grid_out)
     one = predicted_on(1, grid_out)
     print("the grid's measuring on N servers (cost model from its rows): "
           + ", ".join(f"{n}: {predicted_on(n, grid_out):.0f} s ({one / predicted_on(n, grid_out):.2f}x)"
                       for n in (1, 2, 4, 8)), flush=True)  # fmt: skip
+    # The machine drifts over an hour (the baseline's throughput at concurrency 8 fell 18 % between
+    # the grid and the last budgeted run here), so a budgeted run's recommendation is judged by
+    # the grid's own race measurements of that config, all taken in one run: the grid's best.
+    fastest = max(grid["means"].values())
     results = []
     for search in args.searches:
         for i in range(args.runs):
             out = args.out / f"{search}{i + 1}"
-            result = {"run": f"{search} {i + 1}", **summary(out, sweep(out, ["--search", search, "--seed", str(i)]
-                                                                              if search == "optuna" else
-                                                                              ["--search", search]))}  # fmt: skip
-            result["of_grid_winner"] = round(result["throughput"] / grid["throughput"], 3)
-            result["of_grid_fastest"] = round(result["throughput"] / grid["fastest"], 3)
+            if (
+                not (out / "metadata.json").is_file()
+                or json.loads((out / "metadata.json").read_text())["status"] != "finished"
+            ):
+                continue
+            result = {"run": f"{search} {i + 1}", **summary(out)}
+            result["in_grid"] = round(grid["means"].get(result["point"], float("nan")) / fastest, 3)
             result["of_grid_time"] = round(result["seconds"] / grid["seconds"], 3)
-            print(json.dumps(result), flush=True)
             results.append(result)
-    columns = ["seconds", "configs", "rows", "failed", "winner", "throughput", "p99_ms", "verdict", "of_grid_winner",
-               "of_grid_fastest", "of_grid_time"]  # fmt: skip
+    columns = ["seconds", "configs", "rows", "failed", "winner", "throughput", "p99_ms", "verdict", "in_grid",
+               "of_grid_time", "stopped"]  # fmt: skip
     print("| run | " + " | ".join(columns) + " |\n|" + " --- |" * (len(columns) + 1))
-    for r in [{"run": "grid", **grid, "of_grid_winner": 1, "of_grid_fastest": "", "of_grid_time": 1}, *results]:
+    grid_row = {"run": "grid", **grid, "in_grid": round(grid["means"][grid["point"]] / fastest, 3), "of_grid_time": 1}
+    for r in [grid_row, *results]:
         print(f"| {r['run']} | " + " | ".join(str(r.get(c, "")) for c in columns) + " |")
     for search in args.searches:
         mine = [r for r in results if str(r["run"]).startswith(search)]
-        met = sum(r["of_grid_fastest"] >= 0.95 and r["of_grid_time"] <= 0.25 for r in mine)
-        print(f"{search}: within 5 % of the grid's fastest in at most a quarter of its time in {met} of {len(mine)}")
+        met = sum(r["in_grid"] >= 0.95 and r["of_grid_time"] <= 0.25 for r in mine)
+        print(
+            f"{search}: its recommendation within 5 % of the grid's fastest (by the grid's own race) in at most a "
+            f"quarter of the grid's time in {met} of {len(mine)}"
+        )
 
 
 if __name__ == "__main__":
