@@ -35,8 +35,9 @@ class Chooser(Protocol):
 
     name: str
 
-    def next(self, scores: dict[str, float]) -> tuple[str, str] | None:
-        """The next config and why it was chosen; None when the chooser has nothing left to try."""
+    def next(self, scores: dict[str, float], busy: set[str]) -> tuple[str, str] | None:
+        """The next config (neither scored nor ``busy``: under way) and why it was chosen; None
+        when the chooser has nothing left to try."""
 
     def tell(self, point_id: str, score: float, reading: Outcome | None) -> None:
         """A config's score and the reading at its level (None without one)."""
@@ -86,6 +87,7 @@ class Budgeted:
     budget: Budget
     margin: float = MARGIN
     patience: int = PATIENCE
+    width: int = 1  # configs searched at once (one a server)
     searches: list[LoadSearch] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)  # point id -> throughput at its level
     trail: list[dict[str, Any]] = field(default_factory=list)  # each config: why chosen, its score
@@ -94,14 +96,19 @@ class Budgeted:
     _since_best: int = 0  # configs since the best improved by more than the margin
 
     def propose(self) -> list[Trial]:
-        while not self.stopped:
-            search = self.searches[-1] if self.searches else None
-            if search is not None and not search.done and (trials := search.propose()):
-                return trials
-            if search is not None and search.point_id not in self.scores:
+        """The next trial of each config under way; as they finish, new configs, up to ``width``
+        at once (one a server)."""
+        trials: list[Trial] = []
+        for search in [s for s in self.searches if s.point_id not in self.scores]:
+            if proposed := search.propose():
+                trials += proposed
+            else:
                 self._score(search)
+        while len(trials) < self.width and not self.stopped:
             self._choose()
-        return []
+            if not self.stopped:
+                trials += self.searches[-1].propose()
+        return trials
 
     def _choose(self) -> None:
         """Start the next config's search, or say why the search stops."""
@@ -113,12 +120,16 @@ class Budgeted:
         elif self.searches and self._since_best >= self.patience:
             self.stopped = (f"{self._since_best} configs in a row did not beat the best by more than "
                             f"{self.margin:.0%}")  # fmt: skip
-        elif (chosen := self._first() or self.chooser.next(dict(self.scores))) is None:
+        elif (chosen := self._first() or self.chooser.next(dict(self.scores), self._busy())) is None:
             self.stopped = self.chooser.exhausted()
         else:
             point, why = chosen
             self.searches.append(LoadSearch(point, self.history, self.slo_p99_ms))
             self.trail.append({"point": point, "why": why})
+
+    def _busy(self) -> set[str]:
+        """The configs under way: chosen, not yet scored."""
+        return {s.point_id for s in self.searches} - set(self.scores)
 
     def _first(self) -> tuple[str, str] | None:
         """The repository's own config comes first: every gain is measured against it."""
@@ -138,10 +149,11 @@ class Budgeted:
         else:
             self._since_best += 1
             self._best = max(self._best, score)
-        self.trail[-1].update(level=level, score=round(score, 1), reason=search.reason)
+        step = next(step for step in self.trail if step["point"] == point)
+        step.update(level=level, score=round(score, 1), reason=search.reason)
 
     def tell(self, trial: Trial, outcome: Outcome) -> None:
-        self.searches[-1].tell(trial, outcome)
+        next(s for s in self.searches if s.point_id == trial.point_id).tell(trial, outcome)
 
     def estimate(self) -> int:
         if self.stopped:
@@ -149,7 +161,7 @@ class Budgeted:
         left = self.patience - self._since_best
         if self.budget.configs is not None:
             left = min(left, self.budget.configs - len(self.searches))
-        return 5 * max(0, left) + (self.searches[-1].estimate() if self.searches else 0)
+        return 5 * max(0, left) + sum(s.estimate() for s in self.searches if s.point_id not in self.scores)
 
     def entrants(self) -> tuple[dict[str, float], dict[str, list[float]]]:
         """The best ``RACED`` configs by score, and the baseline, at their levels."""

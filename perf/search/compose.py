@@ -29,12 +29,14 @@ def strategy(
     space: Space | None = None,
     budget: Budget | None = None,
     seed: int = 0,
+    width: int = 1,
 ) -> Strategy:
     """``levels`` given: every config at each, once, then a race at each config's best level;
     with ``repeats``, every config at each level that often and no race (a fixed grid). No
     levels: each config's load searched (``search`` other than grid: only the configs its
     chooser picks within ``budget``, over ``space``), then a race; ``repeats`` then fixes how
-    often each config is measured at its level in all, decided once at the end."""
+    often each config is measured at its level in all, decided once at the end. ``width``:
+    configs whose load is searched at once, one a server (the race is on one server)."""
     history = History()
     if levels and repeats:
         return Grid(points, levels, repeats, history, slo_p99_ms)
@@ -42,11 +44,11 @@ def strategy(
     if search != "grid":
         assert space is not None and not levels, "a budgeted search searches each config's load"
         chooser: Chooser = Tpe(space, seed) if search == "optuna" else Guided(space, margin)
-        first = Budgeted(space, chooser, history, slo_p99_ms, budget or default_budget(space), margin)
+        first = Budgeted(space, chooser, history, slo_p99_ms, budget or default_budget(space), margin, width=width)
     elif levels:
         first = Grid(points, levels, 1, history, slo_p99_ms)
     else:
-        first = EachPoint(points, history, slo_p99_ms)
+        first = EachPoint(points, history, slo_p99_ms, width)
 
     def race(done: Strategy) -> Strategy:
         assert done is first

@@ -46,13 +46,14 @@ class Guided:
     _best_score: float = 0.0
     _readings: dict[str, Outcome | None] = field(default_factory=dict)
 
-    def next(self, scores: dict[str, float]) -> tuple[str, str] | None:
+    def next(self, scores: dict[str, float], busy: set[str]) -> tuple[str, str] | None:
+        taken = set(scores) | busy
         if self.best is None:
             start = self.space.at((0,) * len(self.space.settings)) or next(iter(self.space.positions), None)
-            if start is None or start in scores:
+            if start is None or start in taken:
                 return None
             return start, "the first config on the grid: each setting's first value"
-        return next(((point, why) for point, why in self.moves(self.best) if point not in scores), None)
+        return next(((point, why) for point, why in self.moves(self.best) if point not in taken), None)
 
     def exhausted(self) -> str:
         return f"every single step from the best config ({self.best}) was measured: none is left to try"

@@ -136,21 +136,26 @@ def _why_not(outcome: Outcome, level: int, slo_p99_ms: float | None) -> str:
 
 @dataclass
 class EachPoint:
-    """The load search of every config, one config after another (each applied once)."""
+    """The load search of every config, one config after another (each applied once), or
+    ``width`` at a time, each on its own server."""
 
     points: list[str]
     history: History
     slo_p99_ms: float | None
+    width: int = 1  # configs searched at once (one a server)
     searches: list[LoadSearch] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.searches = [LoadSearch(p, self.history, self.slo_p99_ms) for p in self.points]
 
     def propose(self) -> list[Trial]:
+        """The next trial of each of the first ``width`` configs not yet searched."""
+        trials: list[Trial] = []
         for search in self.searches:
-            if trials := search.propose():
-                return trials
-        return []
+            if len(trials) == self.width:
+                break
+            trials += search.propose()
+        return trials
 
     def tell(self, trial: Trial, outcome: Outcome) -> None:
         next(s for s in self.searches if s.point_id == trial.point_id).tell(trial, outcome)

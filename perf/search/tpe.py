@@ -34,8 +34,8 @@ class Tpe:
         sampler = optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.startup)
         self._study = optuna.create_study(direction="maximize", sampler=sampler)
 
-    def next(self, scores: dict[str, float]) -> tuple[str, str] | None:
-        if len(scores) >= len(self.space.positions):
+    def next(self, scores: dict[str, float], busy: set[str]) -> tuple[str, str] | None:
+        if len(scores) + len(busy & set(self.space.positions)) >= len(self.space.positions):
             self._why_none = "every config was measured"
             return None
         self._why_none = f"Optuna's sampler proposed only measured configs {ATTEMPTS} times in a row"
@@ -45,7 +45,7 @@ class Tpe:
                 trial.suggest_int(setting.column, 0, len(setting.values) - 1) for setting in self.space.settings
             )
             point = self.space.at(position)
-            if point is None:  # a combination the plan does not have
+            if point is None or point in busy:  # a combination the plan does not have, or one under way
                 self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
             elif point in scores:
                 self._study.tell(trial, scores[point])
