@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from perf.modelconfig import ModelConfig, read_config, write_config
 OK, REFUSED, CRASHED, FAILED = "ok", "refused", "crashed", "failed"
 RESULTS, PLAN, METADATA, CONFIGS, SEARCH = "results.csv", "plan.json", "metadata.json", "configs", "search.json"
 KEY = ("point_id", "load_level", "repeat")
+_APPENDING = threading.Lock()
 
 
 class RunError(ValueError):
@@ -83,12 +85,13 @@ class RunFolder:
         unknown = set(row) - set(self.columns)
         if unknown:
             raise RunError(f"row has columns the table does not: {sorted(unknown)}")
-        fd = os.open(self.path / RESULTS, os.O_WRONLY | os.O_APPEND)
-        try:
-            os.write(fd, _line([encode(row.get(c)) for c in self.columns]).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with _APPENDING:  # several servers' rows, one whole line at a time
+            fd = os.open(self.path / RESULTS, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(fd, _line([encode(row.get(c)) for c in self.columns]).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def table(self) -> pd.DataFrame:
         """The results so far; a last line cut short by a kill is not a row."""

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -124,11 +124,11 @@ def columns(plan: Plan) -> list[str]:
         "load_kind", "load_level", "repeat", "phase", "status", "error", "note",
         "throughput", *LATENCY_COLUMNS.values(), "requests", "windows", "throughput_sd",
         *breakdown_columns(plan.models), *RESOURCE_COLUMNS,
-        "apply", "apply_s", "started_at", "duration_s",
+        "apply", "apply_s", "server", "started_at", "duration_s",
     ]  # fmt: skip
 
 
-def plan_record(plan: Plan, load: LoadSpec, apply: str, profile: str | None = None) -> dict[str, Any]:
+def plan_record(plan: Plan, load: LoadSpec, apply: str, profile: str | None = None, servers: int = 1) -> dict[str, Any]:
     """What identifies a run: resuming requires the same record."""
     targets = {p.column: list(p.targets) for p in plan.params if p.targets}  # the models of each tied column
     return {
@@ -145,6 +145,7 @@ def plan_record(plan: Plan, load: LoadSpec, apply: str, profile: str | None = No
             **({"shapes": list(load.shapes)} if load.shapes else {}),
             **({"search": load.search, "budget": (load.budget or Budget()).__dict__, "seed": load.seed}
                if load.search != "grid" else {}),
+            **({"servers": servers} if servers > 1 else {}),
         },
         "apply": apply,
     }  # fmt: skip
@@ -166,8 +167,17 @@ class Sweep:
     slo_p99_ms: float | None = None  # recorded for reports; the sweep measures every point anyway
     progress: Callable[[int, int, str], None] = lambda done, total, what: None
     side_by_side: bool = True  # race with the raced configs loaded at once (perf's own server, by reload)
+    more: list[Launcher] = field(default_factory=list)  # further servers, each searching configs of its own
+    index: int = 0  # which server this is, in the rows' ``server`` column
 
     def __post_init__(self) -> None:
+        # The other servers are sweeps of the same run that only measure: the loop hands each a
+        # config's trials, and the race stays here, on one server.
+        self._stations = [self] + [
+            Sweep(self.plan, self.load, self.folder, self.repo, self.apply, launch=launch,
+                  slo_p99_ms=self.slo_p99_ms, side_by_side=False, index=i)
+            for i, launch in enumerate(self.more, 1)
+        ]  # fmt: skip
         self.tools = tools.find()
         self._own_server = self.launch is not None
         self._applied: str | None = None  # the point whose config the server has now
@@ -184,10 +194,7 @@ class Sweep:
         """Measure what the strategy proposes until it is done; rows already recorded (a
         resumed run) are told to it again instead of being measured."""
         recorded = self.folder.rows_by_key()
-
-        def key(trial: search.Trial) -> tuple[str, str, int]:
-            return trial.point_id, self.load.level_label(trial.level), trial.repeat
-
+        key = self._key
         self.strategy = self._strategy()
         count = 0
         metadata = self._metadata(status="running")
@@ -197,9 +204,11 @@ class Sweep:
                 self.folder.write_configs(point.id, self.plan.configs_of(point))
             while trials := self.strategy.propose():
                 say = partial(self.progress, count, count + len(trials) + self.strategy.estimate())
-                self._load_together([t for t in trials if key(t) not in recorded], say)
+                todo = [t for t in trials if key(t) not in recorded]
+                self._load_together(todo, say)
+                measured = self._on_every_server(todo, say)
                 for i, trial in enumerate(trials):
-                    row = recorded.get(key(trial))
+                    row = recorded.get(key(trial)) or measured.get(key(trial))
                     if row is None:
                         total = count + len(trials) - i + self.strategy.estimate()
                         self.progress(count, total, self._describe(trial))
@@ -215,16 +224,48 @@ class Sweep:
         finally:
             metadata["finished_at"] = _now()
             self.folder.write_metadata(metadata)
-            if self._own_server and self.server is not None:
-                self.server.stop()
-                self.server = None
+            for station in self._stations:
+                if station._own_server and station.server is not None:
+                    station.server.stop()
+                    station.server = None
+
+    def _key(self, trial: search.Trial) -> tuple[str, str, int]:
+        return trial.point_id, self.load.level_label(trial.level), trial.repeat
+
+    def _on_every_server(self, trials: list[search.Trial], say: Callable[[str], None]) -> dict[tuple, dict[str, Any]]:
+        """Trials of several configs, measured at once, each config on one server (the one that
+        has it applied, else a free one); none here with one server, and the race's trials
+        stay with the loop: one server measures them all, so no server's speed picks the winner."""
+        spread = [t for t in trials if t.phase not in SIDE_BY_SIDE_PHASES]
+        points = list(dict.fromkeys(t.point_id for t in spread))
+        if len(self._stations) == 1 or len(points) < 2:
+            return {}
+        station_of: dict[str, Sweep] = {}
+        for point in points:  # first the servers that have a point applied, then the free ones
+            applied = [s for s in self._stations if s._applied == point and s not in station_of.values()]
+            if applied:
+                station_of[point] = applied[0]
+        for point in points:
+            if point not in station_of:
+                free = [s for s in self._stations if s not in station_of.values()]
+                station_of[point] = free[0] if free else self._stations[len(station_of) % len(self._stations)]
+        groups: dict[int, list[search.Trial]] = {}
+        for trial in spread:
+            groups.setdefault(station_of[trial.point_id].index, []).append(trial)
+        say(f"{len(points)} configs on {len(groups)} servers")
+
+        def measure(index: int) -> list[tuple[search.Trial, dict[str, Any]]]:
+            return [(trial, self._stations[index]._run_trial(trial)) for trial in groups[index]]
+
+        with ThreadPoolExecutor(len(groups)) as pool:
+            return {self._key(trial): row for pairs in pool.map(measure, groups) for trial, row in pairs}
 
     def _strategy(self) -> search.Strategy:
         costs = {p.id: cost({m: p.configs.get(m, self.plan.baseline[m]) for m in self.plan.models})
                  for p in self.plan.points}  # fmt: skip
         return strategy([p.id for p in self.plan.points], self.load.levels, self.load.repeats, self.slo_p99_ms, costs,
                         self.load.margin, self.load.max_rounds, self.load.search, space.of_plan(self.plan),
-                        self.load.budget, self.load.seed)  # fmt: skip
+                        self.load.budget, self.load.seed, width=len(self._stations))  # fmt: skip
 
     def _describe(self, trial: search.Trial) -> str:
         index = next(i for i, p in enumerate(self.plan.points) if p.id == trial.point_id)
@@ -503,6 +544,7 @@ class Sweep:
             "status": status,
             "error": error,
             "apply": self.apply,
+            "server": self.index,
             **values,
         }  # fmt: skip
         self.folder.append(row)

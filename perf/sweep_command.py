@@ -102,6 +102,9 @@ def parser() -> argparse.ArgumentParser:
                    help="windows of this many requests instead of time (perf_analyzer's count_windows)")  # fmt: skip
     p.add_argument("--slo-p99-ms", type=float, help="latency objective: the best config must meet it")
     p.add_argument("--url", help="measure a running server (gRPC HOST:PORT) instead of starting one")
+    p.add_argument("--servers", type=int,
+                   help="embedded servers that search configs at once, a config each (default 1); the race "
+                        "runs on the first. Servers on one host share its cores and GPUs")  # fmt: skip
     p.add_argument("--no-baseline", action="store_true", help="do not measure the repository's own config")
     p.add_argument("--no-response-cache", action="store_true",
                    help="sweep with every response cache off (replayed inputs measure the cache)")  # fmt: skip
@@ -231,6 +234,9 @@ def main(args: list[str], console: Console) -> int:
     apply = ns.apply or "reload"
     if remote and apply == "restart":
         raise plan.PlanError(["--apply restart needs a server perf starts itself: drop --url"])
+    servers = 1 if ns.servers is None else ns.servers
+    if servers < 1 or (remote and servers > 1):
+        raise plan.PlanError(["--servers N starts N embedded servers (1 or more): not with --url"])
     if load.search != "grid" and load.budget is None:
         load = dataclasses.replace(load, budget=default_budget(space.of_plan(the_plan)))
     estimate = estimate_seconds(the_plan, load, apply)
@@ -238,7 +244,7 @@ def main(args: list[str], console: Console) -> int:
         print_plan(the_plan, load, apply, estimate, ns.slo_p99_ms, console)
         return 0
     out = ns.out or Path("runs") / f"sweep-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    folder = results.RunFolder.open(out, plan_record(the_plan, load, apply, ns.profile), columns(the_plan))
+    folder = results.RunFolder.open(out, plan_record(the_plan, load, apply, ns.profile, servers), columns(the_plan))
     print_notes(the_plan, console)
     console.print(f"{len(the_plan.points)} points, {describe_load(load, ns.slo_p99_ms)}: about {_minutes(estimate)}; "
                   f"results in {folder.path}", highlight=False)  # fmt: skip
@@ -248,9 +254,12 @@ def main(args: list[str], console: Console) -> int:
         def progress(done: int, total: int, what: str) -> None:
             bar.update(task, completed=done, total=total, **({"description": what} if what else {}))
 
-        launch = None if remote else embedded_launcher(repo_path, folder.path / "server", the_plan.models, ns.profile)
+        launch, more = None, []
+        if not remote:
+            launch, *more = [embedded_launcher(repo_path, folder.path / f"server{f'{i + 1}' if i else ''}",
+                                               the_plan.models, ns.profile) for i in range(servers)]  # fmt: skip
         sweep = Sweep(the_plan, load, folder, repo_path, apply, server=remote, launch=launch, progress=progress,
-                      slo_p99_ms=ns.slo_p99_ms, side_by_side=not ns.race_by_reload)  # fmt: skip
+                      slo_p99_ms=ns.slo_p99_ms, side_by_side=not ns.race_by_reload, more=more)  # fmt: skip
         if remote:
             remote.start()
         try:

@@ -184,6 +184,12 @@ def test_dry_run_prints_the_plan_and_starts_nothing(tmp_path: Path) -> None:
         (["--param", "classifier.kind", "--values", "KIND_GPU"], "this host has no GPU"),
         (["--param", "classifier.instance_count", "--values", "1", "--concurrency", "1", "--request-rate", "5"],
          "not both"),
+        (["--param", "classifier.instance_count", "--values", "1", "--servers", "0"], "--servers N starts N"),
+        (["--param", "classifier.instance_count", "--values", "1", "--search", "guided", "--concurrency", "2"],
+         "--search guided searches each config's concurrency"),
+        (["--param", "classifier.instance_count", "--values", "1", "--budget", "3"], "add --search optuna"),
+        (["--param", "classifier.instance_count", "--values", "1", "--search", "optuna", "--budget", "3x"],
+         "--budget 3x: give a number of configs"),
     ],
 )  # fmt: skip
 def test_bad_input_is_refused_before_anything_starts(args: list[str], message: str, tmp_path: Path) -> None:
@@ -295,9 +301,9 @@ def test_resume_after_sigkill_mid_race_goes_on_with_the_same_race(tmp_path: Path
     assert json.loads((run / "metadata.json").read_text())["resumed_at"]
 
 
-BUDGETED = ["--model", "ensemble_model", "--param", "classifier.instance_count", "--values", "1", "2",
-            "--param", "preprocessor.instance_count", "--values", "1", "2", "--budget", "3", "--slo-p99-ms", "200",
-            "--max-rounds", "2", "--measurement-interval", "300"]  # fmt: skip
+TWO_BY_TWO = ["--model", "ensemble_model", "--param", "classifier.instance_count", "--values", "1", "2",
+              "--param", "preprocessor.instance_count", "--values", "1", "2"]  # fmt: skip
+BUDGETED = [*TWO_BY_TWO, "--budget", "3", "--slo-p99-ms", "200", "--max-rounds", "2", "--measurement-interval", "300"]
 
 
 @pytest.mark.parametrize("search", ["guided", "optuna"])
@@ -328,3 +334,43 @@ def test_a_budgeted_search_killed_mid_way_resumes_the_same_search(search: str, t
     assert perf_cli("report", str(run)).returncode == 0
     assert "The budgeted search" in (run / "report.html").read_text()
     assert no_server_left(run)
+
+
+def test_two_servers_search_configs_at_once_and_one_killed_takes_no_row(tmp_path: Path) -> None:
+    """`--servers 2`: two embedded servers search configs at the same time, each row says
+    which server measured it, the race runs on the first. The second server's Triton killed
+    mid-sweep is one crashed row; the sweep restarts it and finishes, nothing lost or twice."""
+    run = tmp_path / "run"
+    args = [*TWO_BY_TWO, "--no-baseline", "--slo-p99-ms", "200", "--max-rounds", "2",
+            "--measurement-interval", "300", "--servers", "2", "--out", str(run)]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "perf", "sweep", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        wait_for_rows(run, 1, proc)
+        deadline = time.monotonic() + 300
+        while (rows(run)["server"] == 1).sum() < 2:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.3)
+        time.sleep(1.0)  # into its next measurement
+        (triton,) = [p for p in processes_mentioning(str(run / "server2")) if p.name() == "tritonserver"]
+        triton.kill()
+        output, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, output
+    table = rows(run)
+    crashed = table[table["status"] == "crashed"]
+    assert len(crashed) == 1 and (crashed["server"] == 1).all(), table[["server", "status", "error"]]
+    assert set(table["status"]) <= {"ok", "crashed"}
+    searched = table[table["phase"].isin(["probe", "bisect"]) & (table["status"] == "ok")]
+    assert set(searched["server"]) == {0, 1}, "both servers searched"
+    keys = list(zip(table["point_id"], table["load_level"], table["repeat"], strict=True))
+    assert len(keys) == len(set(keys)), "no measurement recorded twice"
+    assert table["point_id"].nunique() == 4 and set(searched["point_id"]) == set(table["point_id"])
+    raced = table[table["phase"].isin(["race", "recheck"])]
+    assert len(raced) and (raced["server"] == 0).all(), "the race on one server"
+    race = json.loads((run / "search.json").read_text())["race"]
+    assert race["winner"] is not None
+    assert no_server_left(run) and not processes_mentioning(str(run / "server2"))
