@@ -167,17 +167,21 @@ class Sweep:
     slo_p99_ms: float | None = None  # recorded for reports; the sweep measures every point anyway
     progress: Callable[[int, int, str], None] = lambda done, total, what: None
     side_by_side: bool = True  # race with the raced configs loaded at once (perf's own server, by reload)
-    more: list[Launcher] = field(default_factory=list)  # further servers, each searching configs of its own
+    # Further servers, each searching configs of its own: ones perf starts (launchers), or
+    # running ones (another machine's Triton, --url again).
+    more: list[Launcher | TritonServer] = field(default_factory=list)
     index: int = 0  # which server this is, in the rows' ``server`` column
 
     def __post_init__(self) -> None:
         # The other servers are sweeps of the same run that only measure: the loop hands each a
         # config's trials, and the race stays here, on one server.
         self._stations = [self] + [
-            Sweep(self.plan, self.load, self.folder, self.repo, self.apply, launch=launch,
-                  slo_p99_ms=self.slo_p99_ms, side_by_side=False, index=i)
-            for i, launch in enumerate(self.more, 1)
+            Sweep(self.plan, self.load, self.folder, self.repo, self.apply, slo_p99_ms=self.slo_p99_ms,
+                  side_by_side=False, index=i,
+                  **({"server": other} if isinstance(other, TritonServer) else {"launch": other}))
+            for i, other in enumerate(self.more, 1)
         ]  # fmt: skip
+        self.gone = False  # a server perf cannot restart went away: its configs go to the others
         self.tools = tools.find()
         self._own_server = self.launch is not None
         self._applied: str | None = None  # the point whose config the server has now
@@ -238,24 +242,40 @@ class Sweep:
         stay with the loop: one server measures them all, so no server's speed picks the winner."""
         spread = [t for t in trials if t.phase not in SIDE_BY_SIDE_PHASES]
         points = list(dict.fromkeys(t.point_id for t in spread))
-        if len(self._stations) == 1 or len(points) < 2:
+        stations = [s for s in self._stations if not s.gone]
+        if len(stations) == 1 or len(points) < 2:
             return {}
         station_of: dict[str, Sweep] = {}
         for point in points:  # first the servers that have a point applied, then the free ones
-            applied = [s for s in self._stations if s._applied == point and s not in station_of.values()]
+            applied = [s for s in stations if s._applied == point and s not in station_of.values()]
             if applied:
                 station_of[point] = applied[0]
         for point in points:
             if point not in station_of:
-                free = [s for s in self._stations if s not in station_of.values()]
-                station_of[point] = free[0] if free else self._stations[len(station_of) % len(self._stations)]
+                free = [s for s in stations if s not in station_of.values()]
+                station_of[point] = free[0] if free else stations[len(station_of) % len(stations)]
         groups: dict[int, list[search.Trial]] = {}
         for trial in spread:
             groups.setdefault(station_of[trial.point_id].index, []).append(trial)
         say(f"{len(points)} configs on {len(groups)} servers")
 
         def measure(index: int) -> list[tuple[search.Trial, dict[str, Any]]]:
-            return [(trial, self._stations[index]._run_trial(trial)) for trial in groups[index]]
+            station, measured = self._stations[index], []
+            for trial in groups[index]:
+                try:
+                    measured.append((trial, station._run_trial(trial)))
+                except (SweepError, ServerError, DriverError) as error:
+                    if station.server is not None and station.server.alive():
+                        raise
+                    # Its server went away for good: a crashed row, and its configs to the others.
+                    station.gone = True
+                    row = self.folder.rows_by_key().get(self._key(trial))
+                    if row is None:
+                        point = next(p for p in self.plan.points if p.id == trial.point_id)
+                        row = station._record(point, trial, CRASHED, f"{error}; the server went away")
+                    measured.append((trial, row))
+                    break
+            return measured
 
         with ThreadPoolExecutor(len(groups)) as pool:
             return {self._key(trial): row for pairs in pool.map(measure, groups) for trial, row in pairs}

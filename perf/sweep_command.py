@@ -101,7 +101,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--measurement-requests", type=int,
                    help="windows of this many requests instead of time (perf_analyzer's count_windows)")  # fmt: skip
     p.add_argument("--slo-p99-ms", type=float, help="latency objective: the best config must meet it")
-    p.add_argument("--url", help="measure a running server (gRPC HOST:PORT) instead of starting one")
+    p.add_argument("--url", action="append",
+                   help="measure a running server (gRPC HOST:PORT) instead of starting one; again for more "
+                        "servers (one a machine) that search configs at once, the race on the first")  # fmt: skip
     p.add_argument("--servers", type=int,
                    help="embedded servers that search configs at once, a config each (default 1); the race "
                         "runs on the first. Servers on one host share its cores and GPUs")  # fmt: skip
@@ -223,7 +225,9 @@ def main(args: list[str], console: Console) -> int:
         console.print(f"[yellow]Model Analyzer[/yellow]: {escape(warning)}", highlight=False)
     repo_path = (ns.repo or reference_repository()).expanduser().resolve()
     repo = open_repository(repo_path, ns.profile)
-    remote = RemoteServer.from_url(ns.url) if ns.url else None
+    urls = [ns.url] if isinstance(ns.url, str) else list(ns.url or [])  # a sweep file's url is one string
+    remotes = [RemoteServer.from_url(url) for url in urls]
+    remote = remotes[0] if remotes else None
     gpu_count = len(host.gpus())
     the_plan = plan.build(ns.model, pairs, repo, gpu_count, host.cores(), response_cache=not ns.no_response_cache)
     if not ns.no_baseline:
@@ -244,7 +248,8 @@ def main(args: list[str], console: Console) -> int:
         print_plan(the_plan, load, apply, estimate, ns.slo_p99_ms, console)
         return 0
     out = ns.out or Path("runs") / f"sweep-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    folder = results.RunFolder.open(out, plan_record(the_plan, load, apply, ns.profile, servers), columns(the_plan))
+    folder = results.RunFolder.open(out, plan_record(the_plan, load, apply, ns.profile, len(remotes) or servers),
+                                    columns(the_plan))  # fmt: skip
     print_notes(the_plan, console)
     console.print(f"{len(the_plan.points)} points, {describe_load(load, ns.slo_p99_ms)}: about {_minutes(estimate)}; "
                   f"results in {folder.path}", highlight=False)  # fmt: skip
@@ -254,14 +259,14 @@ def main(args: list[str], console: Console) -> int:
         def progress(done: int, total: int, what: str) -> None:
             bar.update(task, completed=done, total=total, **({"description": what} if what else {}))
 
-        launch, more = None, []
+        launch, more = None, remotes[1:]
         if not remote:
             launch, *more = [embedded_launcher(repo_path, folder.path / f"server{f'{i + 1}' if i else ''}",
                                                the_plan.models, ns.profile) for i in range(servers)]  # fmt: skip
         sweep = Sweep(the_plan, load, folder, repo_path, apply, server=remote, launch=launch, progress=progress,
                       slo_p99_ms=ns.slo_p99_ms, side_by_side=not ns.race_by_reload, more=more)  # fmt: skip
-        if remote:
-            remote.start()
+        for server in remotes:
+            server.start()
         try:
             sweep.run()
         except KeyboardInterrupt:

@@ -16,6 +16,9 @@ import pandas as pd
 import psutil
 import pytest
 
+from perf import host
+from perf.server import EmbeddedServer, Ports
+
 from .conftest import FAST, REPO, perf_cli, processes_mentioning, sweep
 
 
@@ -374,3 +377,40 @@ def test_two_servers_search_configs_at_once_and_one_killed_takes_no_row(tmp_path
     race = json.loads((run / "search.json").read_text())["race"]
     assert race["winner"] is not None
     assert no_server_left(run) and not processes_mentioning(str(run / "server2"))
+
+
+def test_a_sweep_over_two_running_servers_survives_losing_one(tmp_path: Path) -> None:
+    """`--url A --url B`: two servers perf did not start (as on two machines) search configs at
+    once. B dies mid-sweep: its measurement is a crashed row, and its configs go on on A; the
+    sweep finishes with every config searched, nothing measured twice."""
+    with (EmbeddedServer(REPO, ports=Ports(*host.free_ports(3)), workdir=tmp_path / "a") as a,
+          EmbeddedServer(REPO, ports=Ports(*host.free_ports(3)), workdir=tmp_path / "b") as b):  # fmt: skip
+        run = tmp_path / "run"
+        args = [*TWO_BY_TWO, "--no-baseline", "--slo-p99-ms", "200", "--max-rounds", "2", "--measurement-interval",
+                "300", "--url", a.grpc_url, "--url", b.grpc_url, "--out", str(run)]  # fmt: skip
+        proc = subprocess.Popen([sys.executable, "-m", "perf", "sweep", *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        try:
+            wait_for_rows(run, 1, proc)
+            deadline = time.monotonic() + 300
+            while (rows(run)["server"] == 1).sum() < 2:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.3)
+            time.sleep(1.0)  # into its next measurement
+            psutil.Process(b.pid).kill()
+            output, _ = proc.communicate(timeout=900)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 0, output
+        assert a.is_ready(), "perf leaves a server it did not start running"
+    table = rows(run)
+    crashed = table.index[table["status"] == "crashed"]
+    assert len(crashed) == 1 and table.loc[crashed[0], "server"] == 1, table[["server", "status", "error"]]
+    assert (table.loc[crashed[0] + 1 :, "server"] == 0).all(), "nothing more on the server that went away"
+    keys = list(zip(table["point_id"], table["load_level"], table["repeat"], strict=True))
+    assert len(keys) == len(set(keys))
+    ok = table[table["status"] == "ok"]
+    assert ok["point_id"].nunique() == 4 and set(ok["server"]) == {0, 1}
+    assert json.loads((run / "search.json").read_text())["race"]["winner"] is not None
