@@ -339,30 +339,41 @@ def test_a_budgeted_search_killed_mid_way_resumes_the_same_search(search: str, t
     assert no_server_left(run)
 
 
-def test_two_servers_search_configs_at_once_and_one_killed_takes_no_row(tmp_path: Path) -> None:
-    """`--servers 2`: two embedded servers search configs at the same time, each row says
-    which server measured it, the race runs on the first. The second server's Triton killed
-    mid-sweep is one crashed row; the sweep restarts it and finishes, nothing lost or twice."""
-    run = tmp_path / "run"
+def second_server_killed(run: Path, servers: list[str], kill: Callable[[], None]) -> tuple[int, str]:
+    """A sweep of the 2x2 space on two servers; ``kill`` once the second has measured twice:
+    the sweep's exit code and output."""
     args = [*TWO_BY_TWO, "--no-baseline", "--slo-p99-ms", "200", "--max-rounds", "2",
-            "--measurement-interval", "300", "--servers", "2", "--out", str(run)]  # fmt: skip
+            "--measurement-interval", "300", *servers, "--out", str(run)]  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "perf", "sweep", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
         wait_for_rows(run, 1, proc)
         deadline = time.monotonic() + 300
         while (rows(run)["server"] == 1).sum() < 2:
-            assert proc.poll() is None and time.monotonic() < deadline
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
             time.sleep(0.3)
         time.sleep(1.0)  # into its next measurement
-        (triton,) = [p for p in processes_mentioning(str(run / "server2")) if p.name() == "tritonserver"]
-        triton.kill()
+        kill()
         output, _ = proc.communicate(timeout=900)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0, output
+    return proc.returncode, output
+
+
+def test_two_servers_search_configs_at_once_and_one_killed_takes_no_row(tmp_path: Path) -> None:
+    """`--servers 2`: two embedded servers search configs at the same time, each row says
+    which server measured it, the race runs on the first. The second server's Triton killed
+    mid-sweep is one crashed row; the sweep restarts it and finishes, nothing lost or twice."""
+    run = tmp_path / "run"
+
+    def kill() -> None:
+        (triton,) = [p for p in processes_mentioning(str(run / "server2")) if p.name() == "tritonserver"]
+        triton.kill()
+
+    returncode, output = second_server_killed(run, ["--servers", "2"], kill)
+    assert returncode == 0, output
     table = rows(run)
     crashed = table[table["status"] == "crashed"]
     assert len(crashed) == 1 and (crashed["server"] == 1).all(), table[["server", "status", "error"]]
@@ -386,24 +397,9 @@ def test_a_sweep_over_two_running_servers_survives_losing_one(tmp_path: Path) ->
     with (EmbeddedServer(REPO, ports=Ports(*host.free_ports(3)), workdir=tmp_path / "a") as a,
           EmbeddedServer(REPO, ports=Ports(*host.free_ports(3)), workdir=tmp_path / "b") as b):  # fmt: skip
         run = tmp_path / "run"
-        args = [*TWO_BY_TWO, "--no-baseline", "--slo-p99-ms", "200", "--max-rounds", "2", "--measurement-interval",
-                "300", "--url", a.grpc_url, "--url", b.grpc_url, "--out", str(run)]  # fmt: skip
-        proc = subprocess.Popen([sys.executable, "-m", "perf", "sweep", *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-        try:
-            wait_for_rows(run, 1, proc)
-            deadline = time.monotonic() + 300
-            while (rows(run)["server"] == 1).sum() < 2:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.3)
-            time.sleep(1.0)  # into its next measurement
-            psutil.Process(b.pid).kill()
-            output, _ = proc.communicate(timeout=900)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        assert proc.returncode == 0, output
+        returncode, output = second_server_killed(run, ["--url", a.grpc_url, "--url", b.grpc_url],
+                                                  lambda: psutil.Process(b.pid).kill())  # fmt: skip
+        assert returncode == 0, output
         assert a.is_ready(), "perf leaves a server it did not start running"
     table = rows(run)
     crashed = table.index[table["status"] == "crashed"]
