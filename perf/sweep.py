@@ -182,6 +182,10 @@ class Sweep:
             for i, other in enumerate(self.more, 1)
         ]  # fmt: skip
         self.gone = False  # a server perf cannot restart went away: its configs go to the others
+        # Each server measures on its own thread, one that lives as long as the sweep: Linux
+        # sends a child's parent-death signal when the *thread* that started it exits, so a
+        # server started on a short-lived thread would be stopped under the sweep's feet.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"server{self.index}")
         self.tools = tools.find()
         self._own_server = self.launch is not None
         self._applied: str | None = None  # the point whose config the server has now
@@ -232,6 +236,7 @@ class Sweep:
                 if station._own_server and station.server is not None:
                     station.server.stop()
                     station.server = None
+                station._thread.shutdown()
 
     def _key(self, trial: search.Trial) -> tuple[str, str, int]:
         return trial.point_id, self.load.level_label(trial.level), trial.repeat
@@ -239,11 +244,12 @@ class Sweep:
     def _on_every_server(self, trials: list[search.Trial], say: Callable[[str], None]) -> dict[tuple, dict[str, Any]]:
         """Trials of several configs, measured at once, each config on one server (the one that
         has it applied, else a free one); none here with one server, and the race's trials
-        stay with the loop: one server measures them all, so no server's speed picks the winner."""
+        stay with the loop: one server measures them all, so no server's speed picks the winner.
+        Each server's trials run on its own thread."""
         spread = [t for t in trials if t.phase not in SIDE_BY_SIDE_PHASES]
         points = list(dict.fromkeys(t.point_id for t in spread))
         stations = [s for s in self._stations if not s.gone]
-        if len(stations) == 1 or len(points) < 2:
+        if len(stations) == 1 or not points:
             return {}
         station_of: dict[str, Sweep] = {}
         for point in points:  # first the servers that have a point applied, then the free ones
@@ -277,8 +283,8 @@ class Sweep:
                     break
             return measured
 
-        with ThreadPoolExecutor(len(groups)) as pool:
-            return {self._key(trial): row for pairs in pool.map(measure, groups) for trial, row in pairs}
+        futures = [self._stations[index]._thread.submit(measure, index) for index in groups]
+        return {self._key(trial): row for future in futures for trial, row in future.result()}
 
     def _strategy(self) -> search.Strategy:
         costs = {p.id: cost({m: p.configs.get(m, self.plan.baseline[m]) for m in self.plan.models})
