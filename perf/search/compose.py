@@ -43,7 +43,7 @@ def strategy(
     first: EachPoint | Grid | Budgeted
     if search != "grid":
         assert space is not None and not levels, "a budgeted search searches each config's load"
-        chooser: Chooser = Tpe(space, seed) if search == "optuna" else Guided(space, margin)
+        chooser: Chooser = Tpe(space, seed) if search == "optuna" else Guided(space)
         first = Budgeted(space, chooser, history, slo_p99_ms, budget or default_budget(space), margin, width=width)
     elif levels:
         first = Grid(points, levels, 1, history, slo_p99_ms)

@@ -10,15 +10,16 @@ computing. At the best config's level:
 - with no queue worth the name (under a tenth of the time), the model that computes longest
   is the bottleneck, and batches first: larger batches are how one instance does more;
 - a model that computes alone (its queue under a tenth of the bottleneck's) while the
-  bottleneck waits gets fewer instances: on shared cores its idle instances only take the bottleneck's CPU;
+  bottleneck waits gets fewer instances: on shared cores its idle instances only take the
+  bottleneck's CPU;
 - then the best config's other neighbours (one setting one step), so the search ends where no
   single step helps, not where the rules run out.
 
 A step that reads faster than the best becomes the best, and the next steps start from it (a
 step up the slope a little under the noise is still a step up it; the race at the end sorts
 out what noise promoted); the budget's patience ends a run of steps that do not beat the best
-by more than the margin. Each step says why it was
-taken ("preprocessor queue 7.4 ms of 12: its instances 1 -> 2"), for the report.
+by more than the margin. Each step says why it was taken ("preprocessor queue 7.4 ms of 12:
+preprocessor.instance_count 1 -> 2"), for the report.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from dataclasses import dataclass, field
 
 from perf.params import ALIASES
 from perf.search import Outcome
-from perf.search.race import MARGIN
 from perf.search.space import Space
 
 INSTANCES, PREFERRED, DELAY, BATCH = (ALIASES[name] for name in
@@ -40,7 +40,6 @@ SMALL = 0.1  # a queue under this share of the time is no queue
 @dataclass
 class Guided:
     space: Space
-    margin: float = MARGIN
     name: str = "the bottleneck rules"
     best: str | None = None  # the best config on the grid so far: where steps start
     _best_score: float = 0.0
