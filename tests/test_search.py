@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ from perf.search import History, Outcome, Strategy, Trial
 from perf.search.compose import strategy
 from perf.search.cost import Cost, cheapest
 from perf.search.load import LoadSearch
-from perf.search.race import CLEAR, EQUIVALENT, LEADS, NONE, UNDECIDED, Race, chances, compare
+from perf.search.race import CLEAR, EQUIVALENT, LEADS, NONE, UNDECIDED, Comparison, Fit, Race, chances, compare, fit
 
 
 @dataclass(frozen=True)
@@ -28,14 +29,18 @@ class Config:
         return throughput, 1.6 * latency_ms  # p99
 
 
-def run(strat: Strategy, configs: dict[str, Config], seed: int, noise: float = 0.04) -> list[Trial]:
-    """Measure every proposed trial with multiplicative Gaussian noise; the trials, in order."""
+def run(strat: Strategy, configs: dict[str, Config], seed: int, noise: float = 0.04, drift: float = 0.0) -> list[Trial]:
+    """Measure every proposed trial with multiplicative Gaussian noise, and with ``drift``, a
+    slow wander of the whole machine besides (each reading keeps 70 % of the last one's
+    deviation, as on a shared host, where readings a minute apart move together); the trials,
+    in order."""
     rng = random.Random(seed)
-    trials = []
+    trials, wander = [], 0.0
     while batch := strat.propose():
         for trial in batch:
             throughput, p99 = configs[trial.point_id].at(trial.level)
-            factor = rng.gauss(1, noise)
+            wander = 0.7 * wander + math.sqrt(1 - 0.7**2) * rng.gauss(0, drift)
+            factor = rng.gauss(1, noise) * math.exp(wander)
             strat.tell(trial, Outcome("ok", throughput * factor, p99 / factor, memory_mb=500.0))
             trials.append(trial)
         assert len(trials) < 500, "the strategy must end"
@@ -43,11 +48,16 @@ def run(strat: Strategy, configs: dict[str, Config], seed: int, noise: float = 0
 
 
 def raced(
-    configs: dict[str, Config], costs: dict[str, Cost], seed: int, noise: float, repeats: int | None = None
+    configs: dict[str, Config],
+    costs: dict[str, Cost],
+    seed: int,
+    noise: float,
+    repeats: int | None = None,
+    drift: float = 0.0,
 ) -> Race:
     """The race at the end of a searched sweep (SLO 50 ms) of ``configs``."""
     strat = strategy(list(configs), None, repeats, 50, costs)
-    run(strat, configs, seed, noise)
+    run(strat, configs, seed, noise, drift)
     return race_of(strat)
 
 
@@ -268,26 +278,53 @@ def test_configs_alike_at_the_slos_edge_stay_at_their_level() -> None:
     assert moved <= 1 and winners.count("p0") >= 9, (moved, winners)
 
 
+def fitted(leader: list[float], other: list[float]) -> Fit:
+    """The two configs measured side by side, step after step."""
+    model = fit([(p, step, t) for step, pair in enumerate(zip(leader, other, strict=True))
+                 for p, t in zip("ab", pair, strict=True)])  # fmt: skip
+    assert model is not None
+    return model
+
+
 def test_comparison_interval_and_test() -> None:
-    c = compare([100, 102, 98, 101], [90, 91, 89, 92], "b", 0.05)
+    c = compare(fitted([100, 102, 98, 101], [90, 91, 89, 92]), "a", "b", 0.05)
     assert c.difference == pytest.approx(-0.1, abs=0.01)
     assert c.low < c.difference < c.high < 0 and c.p_behind < 0.001
 
 
 def test_the_drop_test_allows_the_margin() -> None:
-    leader, other = [100, 102, 98, 101], [97, 98, 96, 97]  # 2.5 % behind: behind, within 5 %
-    assert compare(leader, other, "b", 0.05).p_behind < 0.05
-    assert compare(leader, other, "b", 0.05, margin=0.05).p_behind > 0.5
+    model = fitted([100, 102, 98, 101], [97, 98, 96, 97])  # 2.5 % behind: behind, within 5 %
+    assert compare(model, "a", "b", 0.05).p_behind < 0.05
+    assert compare(model, "a", "b", 0.05, margin=0.05).p_behind > 0.5
+
+
+def test_a_drift_both_readings_of_a_step_share_cancels() -> None:
+    """The machine slows by a third and recovers; one config stays 10 % behind the other
+    within each step. Compared within steps, the gap is plain; over the whole race it is
+    lost in the drift."""
+    machine = [1.0, 0.8, 0.67, 0.75, 0.9, 1.0]
+    c = compare(fitted([300 * m for m in machine], [270 * m * (1 + 0.01 * (-1) ** i) for i, m in enumerate(machine)]),
+                "a", "b", 0.05, margin=0.05)  # fmt: skip
+    assert c.difference == pytest.approx(-0.1, abs=0.01) and c.high < -0.05 and c.p_behind < 0.001
+
+
+def test_a_step_of_one_reading_says_nothing() -> None:
+    readings = [("a", 1, 100.0), ("b", 1, 90.0), ("a", 2, 101.0), ("b", 2, 91.0), ("a", 3, 50.0)]
+    model = fit(readings)
+    assert model is not None and model.steps == {"a": {1, 2}, "b": {1, 2}}
+    assert fit(readings[:2] + readings[4:]) is None, "one step: no spread left to judge a difference by"
 
 
 def test_each_chance_grows_with_the_gap_and_the_measurements_left() -> None:
-    leader = [100, 104, 96, 101, 99]
-    inside, near, far = [97, 99, 95, 98, 96], [92, 96, 88, 93, 91], [80, 84, 76, 81, 79]
-    assert chances(leader, inside, 0.05, 0.05, more=10)[0] < 0.05, "inside the margin: never dropped"
-    assert chances(leader, near, 0.05, 0.05, 2)[0] < chances(leader, near, 0.05, 0.05, 20)[0] < 1
-    assert chances(leader, far, 0.05, 0.05, 2)[0] > 0.9
-    assert chances(leader, inside, 0.05, 0.05, 2)[1] < chances(leader, inside, 0.05, 0.05, 20)[1]
-    assert chances(leader, far, 0.05, 0.05, 20)[1] < 0.01, "far behind: never shown within the margin"
+    def behind(fraction: float) -> Comparison:
+        return Comparison("b", -fraction, 0, 0, 0, math.log(1 - fraction), se=0.02, steps=5)
+
+    inside, near, far = behind(0.03), behind(0.08), behind(0.2)
+    assert chances(inside, 0.05, 0.05, more=10)[0] < 0.05, "inside the margin: never dropped"
+    assert chances(near, 0.05, 0.05, 2)[0] < chances(near, 0.05, 0.05, 20)[0] < 1
+    assert chances(far, 0.05, 0.05, 2)[0] > 0.9
+    assert chances(inside, 0.05, 0.05, 2)[1] < chances(inside, 0.05, 0.05, 20)[1]
+    assert chances(far, 0.05, 0.05, 20)[1] < 0.01, "far behind: never shown within the margin"
 
 
 def test_cheapest_follows_the_declared_order() -> None:

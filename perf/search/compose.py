@@ -55,7 +55,6 @@ def strategy(
         entrants, fallbacks = first.entrants()
         fixed = repeats is not None
         return Race(entrants, fallbacks, costs, history, slo_p99_ms, margin=margin,
-                    max_rounds=max(0, repeats - 1) if repeats else max_rounds,
-                    min_samples=min(3, max(2, repeats or 3)), sequential=not fixed)  # fmt: skip
+                    max_rounds=max(0, repeats - 1) if repeats else max_rounds, sequential=not fixed)  # fmt: skip
 
     return Then(first, race, guess=3 * (len(points) if search == "grid" else RACED + 1))

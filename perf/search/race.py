@@ -17,9 +17,9 @@ decide them:
   configs with the same latency at the SLO's edge would be moved down or not by the flip of
   a coin, and a config a level down loses the race for its level, not its settings. The load
   search's own reading is left out of the test: it was chosen for meeting the SLO;
-- a config is dropped when Welch's one-sided test says the leader is faster by more than the
-  margin (p below ``alpha`` divided by the number of comparisons: Bonferroni). A config within
-  the margin is never dropped for being a little slower: it may be the answer;
+- a config is dropped when a one-sided test says the leader is faster by more than the margin
+  (p below ``alpha`` divided by the number of comparisons: Bonferroni). A config within the
+  margin is never dropped for being a little slower: it may be the answer;
 - then a duel: the cheapest survivor and the leader, measured in turn, until the cheapest is
   dropped (the next cheapest duels), is shown within the margin (the interval of its
   difference from the leader lies above ``-margin``: it wins, EQUIVALENT), or leads itself
@@ -34,15 +34,27 @@ Near-ties cost two measurements a step instead of a round of every config, and t
 does not follow the noise: the cheapest survivor wins unless it is shown clearly slower. The
 winner is measured once more, last, to catch drift over the race. With ``sequential`` off
 (``--repeats N``) every config is measured in full rounds and the same rule decides once.
+
+**Duels compared within steps, not across the race.** A shared machine drifts: on these two
+cores a config's throughput moves 7 to 10 % between measurements a minute apart, against 2 to
+3 % within one, and readings taken one after another move together (their correlation up to
+0.7 in the recorded races). So log throughput is fitted as a config effect plus a block effect
+(least squares, statsmodels), and a comparison is the difference of two config effects with the
+residual spread. The race's first rounds and the load search's readings are one block (spread
+over minutes, nothing to pair); after them, each step (a duel's two, or a config moved a level
+measured beside the leader) is a block of its own, so the drift its readings share cancels as
+in a paired test, while every reading still counts.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from scipy import stats
 
 from perf.search import History, Outcome, Trial
@@ -53,6 +65,7 @@ FUTILE = 0.2  # a duel goes on only while the chance that it drops the cheapest 
 SOON, LIKELY = 2, 0.5  # or while two more steps would likely show it within the margin
 MARGIN = 0.05
 MIN_SAMPLES = 3
+OPENING = 0  # the block of the race's first rounds, with the load search's readings
 MAX_ROUNDS = 5
 CLEAR, EQUIVALENT, LEADS, UNDECIDED = "clear", "equivalent", "leads", "undecided"
 RACED = ("race", "recheck")  # the phases of a race's own measurements
@@ -61,33 +74,78 @@ ALONE, NONE = "alone", "none"
 
 @dataclass(frozen=True)
 class Comparison:
-    """A survivor against the leader: the difference of mean throughputs with its interval
-    (relative to the leader's mean), and the one-sided p that the leader is faster by more
-    than the margin."""
+    """A survivor against the leader: the difference of their throughputs with its interval
+    (relative to the leader), and the one-sided p that the leader is faster by more than the
+    margin. ``log_difference`` and ``se`` are on the log scale the fit works in, ``steps`` the
+    steps that measured both: what a chance of settling it later is figured from."""
 
     point_id: str
     difference: float
     low: float
     high: float
     p_behind: float
+    log_difference: float = 0.0
+    se: float = 0.0
+    steps: int = 0
 
 
-def compare(leader: list[float], other: list[float], point_id: str, alpha: float, margin: float = 0.0) -> Comparison:
-    """Welch's test that ``other`` is behind ``leader`` by more than ``margin`` (the leader's
-    samples scaled by 1 - margin), and the (1 - 2 alpha) interval of ``other - leader``,
-    relative to the leader."""
-    mean_l, mean_o = statistics.fmean(leader), statistics.fmean(other)
-    var_l, var_o = statistics.variance(leader) / len(leader), statistics.variance(other) / len(other)
-    se = math.sqrt(var_l + var_o)
-    difference = (mean_o - mean_l) / mean_l
+@dataclass(frozen=True)
+class Fit:
+    """Each config's effect on log throughput, with the step each reading was taken in as a
+    block (the drift both of a step's readings share)."""
+
+    result: Any  # statsmodels' RegressionResults
+    points: list[str]  # the design's first columns, in order
+    steps: dict[str, set[int]]  # point -> the steps that measured it
+
+    @property
+    def df(self) -> float:
+        return float(self.result.df_resid)
+
+    def effect(self, point: str) -> float:
+        return float(self.result.params[self.points.index(point)])
+
+
+def fit(readings: list[tuple[str, int, float]]) -> Fit | None:
+    """Least squares of log throughput on a config and a step factor, over ``readings``
+    (point, step, throughput). Steps with one reading say nothing of a difference and are left
+    out; None where no spread is left to judge by (no residual degree of freedom)."""
+    from statsmodels.regression.linear_model import OLS  # 0.1 s to import: only where a race runs
+
+    sizes = Counter(step for _, step, _ in readings)
+    kept = [(p, s, t) for p, s, t in readings if sizes[s] > 1 and t > 0]
+    points = sorted({p for p, _, _ in kept})
+    steps = sorted({s for _, s, _ in kept})
+    if not kept or len(kept) <= len(points) + len(steps) - 1:
+        return None
+    design = np.zeros((len(kept), len(points) + len(steps) - 1))
+    for row, (point, step, _) in enumerate(kept):
+        design[row, points.index(point)] = 1
+        if step != steps[0]:
+            design[row, len(points) + steps.index(step) - 1] = 1
+    result = OLS(np.log([t for _, _, t in kept]), design).fit()
+    measured: dict[str, set[int]] = {p: set() for p in points}
+    for point, step, _ in kept:
+        measured[point].add(step)
+    return Fit(result, points, measured)
+
+
+def compare(model: Fit, leader: str, other: str, alpha: float, margin: float = 0.0) -> Comparison:
+    """The one-sided test that ``other`` is behind ``leader`` by more than ``margin`` (its
+    throughput under 1 - margin of the leader's), and the (1 - 2 alpha) interval of their
+    difference, relative to the leader."""
+    contrast = np.zeros(len(model.result.params))
+    contrast[model.points.index(other)], contrast[model.points.index(leader)] = 1, -1
+    d = model.effect(other) - model.effect(leader)
+    se = float(np.sqrt(contrast @ model.result.cov_params() @ contrast))
+    steps = len(model.steps[leader] & model.steps[other])
+    bound = math.log(1 - margin)
     if se == 0:
-        p = 0.0 if difference < -margin else 1.0
-        return Comparison(point_id, difference, difference, difference, p)
-    df = (var_l + var_o) ** 2 / (var_l**2 / (len(leader) - 1) + var_o**2 / (len(other) - 1))
-    half = float(stats.t.ppf(1 - alpha, df)) * se / mean_l
-    shifted = [value * (1 - margin) for value in leader]
-    p = float(stats.ttest_ind(shifted, other, equal_var=False, alternative="greater").pvalue)
-    return Comparison(point_id, difference, difference - half, difference + half, p)
+        p = 0.0 if d < bound else 1.0
+        return Comparison(other, math.expm1(d), math.expm1(d), math.expm1(d), p, d, se, steps)
+    half = float(stats.t.ppf(1 - alpha, model.df)) * se
+    p = float(stats.t.cdf((d - bound) / se, model.df))
+    return Comparison(other, math.expm1(d), math.expm1(d - half), math.expm1(d + half), p, d, se, steps)
 
 
 def shown_over(p99_ms: list[float], slo_p99_ms: float, alpha: float) -> bool:
@@ -100,15 +158,13 @@ def shown_over(p99_ms: list[float], slo_p99_ms: float, alpha: float) -> bool:
     return float(stats.ttest_1samp(p99_ms, slo_p99_ms, alternative="greater").pvalue) < alpha
 
 
-def chances(leader: list[float], other: list[float], margin: float, alpha: float, more: int) -> tuple[float, float]:
-    """The chances that ``more`` further measurements of each would show ``other`` behind
-    ``leader`` by more than ``margin``, and within it, at ``alpha``, were their means and
-    spreads to hold (normal approximation): what going on could still settle."""
-    shifted = [value * (1 - margin) for value in leader]
-    gap = statistics.fmean(shifted) - statistics.fmean(other)
-    se = math.sqrt(
-        statistics.variance(shifted) / (len(shifted) + more) + statistics.variance(other) / (len(other) + more)
-    )
+def chances(c: Comparison, margin: float, alpha: float, more: int) -> tuple[float, float]:
+    """The chances that ``more`` further steps measuring both would show the compared config
+    behind the leader by more than ``margin``, and within it, at ``alpha``, were the difference
+    and the spread to hold (normal approximation, the error shrinking with the steps that
+    measured both): what going on could still settle."""
+    gap = math.log(1 - margin) - c.log_difference  # > 0: behind by more than the margin
+    se = c.se * math.sqrt(max(1, c.steps) / (max(1, c.steps) + more))
     if se == 0:
         return (1.0, 0.0) if gap > 0 else (0.0, 1.0)
     z = stats.norm.ppf(1 - alpha)
@@ -139,9 +195,14 @@ class Race:
     recheck: float | None = None  # the winner's last measurement
     ahead: str | None = None  # the leader when the race was decided (the recheck may change who leads)
     _rechecked: bool = False
+    _steps: dict[Trial, int] = field(default_factory=dict)  # each reading's block: its step, or OPENING
+    _opened: bool = False  # past the first rounds: each step is a block of its own
 
     def __post_init__(self) -> None:
         self.survivors = list(self.entrants)
+        for trial, _ in self.history.told:  # the load search's readings at the levels raced open the race
+            if trial.level == self.entrants.get(trial.point_id):
+                self._steps[trial] = OPENING
         if not self.survivors:
             self.verdict = NONE
 
@@ -155,7 +216,9 @@ class Race:
             if order:
                 self.rounds += 1
                 self.measured += len(order)
-                return [self.history.trial(p, self.entrants[p], "race") for p in order]
+                trials = [self.history.trial(p, self.entrants[p], "race") for p in order]
+                self._steps.update(dict.fromkeys(trials, self.rounds if self._opened else OPENING))
+                return trials
         return self._recheck()
 
     def _next(self) -> list[str]:
@@ -168,15 +231,17 @@ class Race:
         if len(self.survivors) <= 1:
             return self._finish(ALONE if len(self.entrants) == 1 else CLEAR)
         spent = self.measured >= self.budget if self.sequential else self.rounds >= self.max_rounds
-        moved = self._over_slo() and not spent
+        self._over_slo()
         if len(self.survivors) <= 1:
             return self._finish(CLEAR if self.survivors else NONE)
         if not self.sequential and not spent:
             return self._rotated(self.survivors)
         short = [p for p in self.survivors if len(self._samples(p)) < self.min_samples]
-        if (moved or short) and not spent:
-            return self._rotated(short or self.survivors)
-        self._eliminate()
+        self._opened = self._opened or not short
+        if short and (not spent or any(p in self.moves for p in short)):  # the first rounds, or a level moved
+            leader = self.leader
+            return self._rotated(short + ([leader] if leader not in short else []))
+        model = self._eliminate()
         if len(self.survivors) == 1:
             return self._finish(CLEAR)
         candidate, leader = cheapest(self.survivors, self.costs, self._memory(), self._speed()), self.leader
@@ -184,14 +249,14 @@ class Race:
             self.duels.append(candidate)
         if candidate == leader:
             return self._finish(LEADS, candidate)
-        samples = self._samples(leader), self._samples(candidate)
-        if min(map(len, samples)) < 2:
+        if model is None or min(len(self._samples(p)) for p in (leader, candidate)) < 2:
             return self._finish(UNDECIDED, candidate)  # the budget ran out before two samples each
-        if compare(*samples, candidate, self.alpha, self.margin).low > -self.margin:
+        duel = compare(model, leader, candidate, self.alpha, self.margin)
+        if duel.low > -self.margin:
             return self._finish(EQUIVALENT, candidate)
         corrected = self.alpha / (len(self.survivors) - 1)
-        drop, _ = chances(*samples, self.margin, corrected, (self.budget - self.measured) // 2)
-        _, within = chances(*samples, self.margin, self.alpha, SOON)
+        drop, _ = chances(duel, self.margin, corrected, max(0, self.budget - self.measured) // 2)
+        _, within = chances(duel, self.margin, self.alpha, SOON)
         if spent or not self.sequential or (drop < FUTILE and within < LIKELY):
             return self._finish(UNDECIDED, candidate)
         return [candidate, leader] if self.rounds % 2 else [leader, candidate]
@@ -212,19 +277,41 @@ class Race:
             self.recheck = outcome.throughput
 
     def _samples(self, point_id: str) -> list[float]:
-        return self.history.samples(point_id, self.entrants[point_id])
+        """The race's own throughputs of a config at its level."""
+        level = self.entrants[point_id]
+        return [o.throughput for t, o in self._readings() if t.point_id == point_id and t.level == level]
+
+    def _readings(self) -> list[tuple[Trial, Outcome]]:
+        return [(t, o) for t, o in self.history.told if t in self._steps and o.ok]
+
+    def _fit(self) -> Fit | None:
+        """The fit of every race reading: those of dropped configs and of levels left count
+        too, for they share steps with the others and so tell the drift (a config at a level it
+        left is another config here)."""
+        return fit([(self._key(t), self._steps[t], o.throughput) for t, o in self._readings()])
+
+    def _key(self, trial: Trial) -> str:
+        left = trial.level != self.entrants[trial.point_id]
+        return f"{trial.point_id} at {trial.level:g}" if left else trial.point_id
 
     def _memory(self) -> dict[str, float]:
         return {p: _mean([o.memory_mb for o in self.history.outcomes(p) if o.ok]) for p in self.survivors}
 
     def _speed(self) -> dict[str, float]:
-        return {p: statistics.fmean(self._samples(p) or [0.0]) for p in self.survivors}
+        model = self._fit()
+        return {p: self._effect(model, p) for p in self.survivors}
 
-    def _over_slo(self) -> bool:
+    def _effect(self, model: Fit | None, point: str) -> float:
+        """How fast a config is, for ranking: its fitted effect (the steps' drift taken out),
+        else the log of its mean; minus infinity with no race measurement yet."""
+        if model is not None and point in model.points:
+            return model.effect(point)
+        samples = self._samples(point)
+        return math.log(statistics.fmean(samples)) if samples else -math.inf
+
+    def _over_slo(self) -> None:
         """Move each survivor whose race measurements show its level over the SLO one level
-        down (or drop it); True if any moved, so samples at the new level are needed before
-        comparing."""
-        moved = False
+        down (or drop it): it is then short of samples at its new level."""
         for point in list(self.survivors):
             level = self.entrants[point]
             p99 = [o.p99_ms for t, o in self.history.told
@@ -238,27 +325,27 @@ class Race:
                     *self.moves.get(point, []),
                     f"round {self.rounds}: {why}: to {self.entrants[point]:g}",
                 ]
-                moved = True
             else:
                 self._drop(point, why)
-        return moved
 
-    def _eliminate(self) -> None:
-        """Drop every survivor shown behind the leader by more than the margin."""
-        leader = self.leader
+    def _eliminate(self) -> Fit | None:
+        """Drop every survivor shown behind the leader by more than the margin; the fit of the
+        survivors left."""
+        model, leader = self._fit(), self.leader
         corrected = self.alpha / (len(self.survivors) - 1)
-        if len(self._samples(leader)) < 2:
-            return
+        if model is None or len(self._samples(leader)) < 2:
+            return model
         self.comparisons = [
-            compare(self._samples(leader), self._samples(p), p, corrected, self.margin)
+            compare(model, leader, p, corrected, self.margin)
             for p in self.survivors
             if p != leader and len(self._samples(p)) >= 2
         ]
         for c in self.comparisons:
             if c.p_behind < corrected:
                 self._drop(c.point_id, f"behind {leader} by {-c.difference:.1%}, more than the "
-                                       f"{self.margin:.0%} margin (Welch p = {c.p_behind:.2g})")  # fmt: skip
+                                       f"{self.margin:.0%} margin (p = {c.p_behind:.2g})")  # fmt: skip
         self.comparisons = [c for c in self.comparisons if c.point_id in self.survivors]
+        return self._fit() if len(self.survivors) > 1 else model
 
     def _drop(self, point: str, why: str) -> None:
         self.survivors.remove(point)
@@ -266,7 +353,8 @@ class Race:
 
     @property
     def leader(self) -> str:
-        return max(self.survivors, key=lambda p: statistics.fmean(self._samples(p) or [0.0]))
+        speed = self._speed()
+        return max(self.survivors, key=lambda p: speed[p])
 
     def _finish(self, verdict: str, winner: str | None = None) -> list[str]:
         self.verdict = verdict
