@@ -148,7 +148,7 @@ def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
     measured = f"{race.get('measured', 0)} race measurements"
     if race["verdict"] == CLEAR:
         lines.insert(0, f"The fastest: every other config was measured behind it by more than {margin} at 95 % "
-                        f"confidence (Welch tests, Bonferroni-corrected) within {measured}.")  # fmt: skip
+                        f"confidence (one-sided tests, Bonferroni-corrected) within {measured}.")  # fmt: skip
     elif race["verdict"] == EQUIVALENT:
         lines.insert(0, f"Within {margin} of the best ({leader}) at 95 % confidence, and the cheapest such; "
                         f"{', '.join(others)} {'is' if len(others) == 1 else 'are'} as fast and cost more "
@@ -169,6 +169,10 @@ def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
                      f"(budget {budgeted['budget']}), then raced the best; the search stopped: "
                      f"{budgeted['stopped']}.")  # fmt: skip
     slo = findings.slo_p99_ms
+    if carried := race.get("to_slo"):
+        lines.append(f"Compared at the SLO: the readings of {len(carried)} of {len(race['entrants'])} configs were "
+                     f"carried to p99 {slo:g} ms along the line to their next level up (the others had levelled "
+                     "off, or had no level above).")  # fmt: skip
     if slo is not None and best.p99_ms > slo:
         lines.append(f"Its mean p99, {best.p99_ms:.1f} ms, is over the {slo:g} ms SLO by less than its readings vary: "
                      "they do not show it over at 95 % confidence (one-sided t-test).")  # fmt: skip

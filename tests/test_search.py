@@ -286,6 +286,31 @@ def fitted(leader: list[float], other: list[float]) -> Fit:
     return model
 
 
+@dataclass(frozen=True)
+class Edge:
+    """A config whose latency reaches the SLO before its throughput levels off: each request
+    in flight adds 30 infer/s and 8.3 ms of p99, so 50 ms falls just past concurrency 6."""
+
+    def at(self, concurrency: float) -> tuple[float, float]:
+        return 30 * concurrency, 8.3 * concurrency
+
+
+def test_configs_alike_but_for_the_level_noise_gave_them_are_raced_at_the_slo() -> None:
+    """Two configs alike: at concurrency 6 their p99 is 49.8 ms, so one noisy reading decides
+    whether a search settles on 6 or 5, a sixth of the throughput. Carried to the SLO, the
+    readings rank the configs, not the levels, and the cheaper one wins."""
+    configs = {"cheap": Edge(), "dear": Edge()}
+    winners, apart = [], 0
+    for seed in range(10):
+        strat = strategy(list(configs), None, None, 50, {"cheap": ONE, "dear": TWO})
+        run(strat, configs, seed, noise=0.03)  # type: ignore[arg-type]
+        race = race_of(strat)
+        apart += race.entrants["cheap"] != race.entrants["dear"]
+        winners.append(race.winner)
+    assert apart >= 2, "the case in question: the searches settled on different levels"
+    assert winners.count("cheap") >= 9, winners
+
+
 def test_comparison_interval_and_test() -> None:
     c = compare(fitted([100, 102, 98, 101], [90, 91, 89, 92]), "a", "b", 0.05)
     assert c.difference == pytest.approx(-0.1, abs=0.01)

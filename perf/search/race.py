@@ -59,6 +59,7 @@ from scipy import stats
 
 from perf.search import History, Outcome, Trial
 from perf.search.cost import Cost, cheapest
+from perf.search.load import KNEE
 
 ALPHA = 0.05
 FUTILE = 0.2  # a duel goes on only while the chance that it drops the cheapest is at least this,
@@ -97,6 +98,7 @@ class Fit:
     result: Any  # statsmodels' RegressionResults
     points: list[str]  # the design's first columns, in order
     steps: dict[str, set[int]]  # point -> the steps that measured it
+    cov: np.ndarray  # the estimates' covariance
 
     @property
     def df(self) -> float:
@@ -127,7 +129,7 @@ def fit(readings: list[tuple[str, int, float]]) -> Fit | None:
     measured: dict[str, set[int]] = {p: set() for p in points}
     for point, step, _ in kept:
         measured[point].add(step)
-    return Fit(result, points, measured)
+    return Fit(result, points, measured, result.cov_params())
 
 
 def compare(model: Fit, leader: str, other: str, alpha: float, margin: float = 0.0) -> Comparison:
@@ -137,7 +139,7 @@ def compare(model: Fit, leader: str, other: str, alpha: float, margin: float = 0
     contrast = np.zeros(len(model.result.params))
     contrast[model.points.index(other)], contrast[model.points.index(leader)] = 1, -1
     d = model.effect(other) - model.effect(leader)
-    se = float(np.sqrt(contrast @ model.result.cov_params() @ contrast))
+    se = float(np.sqrt(contrast @ model.cov @ contrast))
     steps = len(model.steps[leader] & model.steps[other])
     bound = math.log(1 - margin)
     if se == 0:
@@ -197,6 +199,8 @@ class Race:
     _rechecked: bool = False
     _steps: dict[Trial, int] = field(default_factory=dict)  # each reading's block: its step, or OPENING
     _opened: bool = False  # past the first rounds: each step is a block of its own
+    _steps_up: dict[tuple[str, float, int], tuple[float, float] | None] = field(default_factory=dict)
+    _fitted: tuple[tuple[int, tuple[float, ...]], Fit | None] | None = None  # the last fit, and what it was of
 
     def __post_init__(self) -> None:
         self.survivors = list(self.entrants)
@@ -279,7 +283,7 @@ class Race:
     def _samples(self, point_id: str) -> list[float]:
         """The race's own throughputs of a config at its level."""
         level = self.entrants[point_id]
-        return [o.throughput for t, o in self._readings() if t.point_id == point_id and t.level == level]
+        return [self._at_slo(t, o) for t, o in self._readings() if t.point_id == point_id and t.level == level]
 
     def _readings(self) -> list[tuple[Trial, Outcome]]:
         return [(t, o) for t, o in self.history.told if t in self._steps and o.ok]
@@ -288,7 +292,57 @@ class Race:
         """The fit of every race reading: those of dropped configs and of levels left count
         too, for they share steps with the others and so tell the drift (a config at a level it
         left is another config here)."""
-        return fit([(self._key(t), self._steps[t], o.throughput) for t, o in self._readings()])
+        key = (len(self.history.told), tuple(self.entrants.values()))
+        if self._fitted is None or self._fitted[0] != key:
+            readings = [(self._key(t), self._steps[t], self._at_slo(t, o)) for t, o in self._readings()]
+            self._fitted = key, fit(readings)
+        return self._fitted[1]
+
+    def _at_slo(self, trial: Trial, outcome: Outcome) -> float:
+        """A reading's throughput carried to the SLO: what the race compares where an SLO bounds
+        the load. Concurrency comes in whole requests, and one more in flight is worth 10 to 20 %
+        of throughput near the SLO here: two configs alike, one raced at 6 and one at 5 because a
+        single reading at 6 came out at 50.3 ms instead of 49.9, would be ranked by their levels.
+        So each reading moves along the line from its own level to the next one measured above
+        (the load search's readings there, which broke the SLO, or the race's, a level moved
+        down from): by its p99's distance from the SLO, at most one such step either way."""
+        if self.slo_p99_ms is None:
+            return outcome.throughput
+        above = self._above(trial.point_id, trial.level)
+        if above is None:
+            return outcome.throughput
+        step, slope = above
+        shift = max(-step, min(step, slope * (self.slo_p99_ms - outcome.p99_ms)))
+        return outcome.throughput + shift if not math.isnan(shift) else outcome.throughput
+
+    def _carried(self) -> dict[str, tuple[float, float]]:
+        """The configs whose readings are carried to the SLO: the step to their next level up."""
+        steps = {p: self._above(p, level) for p, level in self.entrants.items()} if self.slo_p99_ms else {}
+        return {p: step for p, step in steps.items() if step is not None}
+
+    def _above(self, point: str, level: float) -> tuple[float, float] | None:
+        """From ``level`` to the next level measured above it: the throughput it adds, and that
+        per millisecond of p99 (the means of each level's readings); None with no level above,
+        or where it adds under ``KNEE`` of throughput (past the knee, where a step adds only
+        noise) or no latency."""
+        key = (point, level, len(self.history.told))
+        if key not in self._steps_up:
+            self._steps_up[key] = self._step_up(point, level)
+        return self._steps_up[key]
+
+    def _step_up(self, point: str, level: float) -> tuple[float, float] | None:
+        readings: dict[float, list[Outcome]] = {}
+        for t, o in self.history.told:
+            if t.point_id == point and t.level >= level and o.ok and not math.isnan(o.p99_ms):
+                readings.setdefault(t.level, []).append(o)
+        higher = [lvl for lvl in readings if lvl > level]
+        if level not in readings or not higher:
+            return None
+        low, high = readings[level], readings[min(higher)]
+        served = statistics.fmean(o.throughput for o in low)
+        gain = statistics.fmean(o.throughput for o in high) - served
+        later = statistics.fmean(o.p99_ms for o in high) - statistics.fmean(o.p99_ms for o in low)
+        return (gain, gain / later) if gain > KNEE * served and later > 0 else None
 
     def _key(self, trial: Trial) -> str:
         left = trial.level != self.entrants[trial.point_id]
@@ -391,6 +445,7 @@ class Race:
                 "alpha": self.alpha,
                 "comparisons": [c.__dict__ for c in self.comparisons],
                 "recheck": self.recheck,
+                "to_slo": self._carried(),
             }
         }
 
