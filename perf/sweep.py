@@ -313,15 +313,18 @@ class Sweep:
                 if not crashed:
                     self._refused[point.id] = str(error)
                     return self._record(point, trial, REFUSED, str(error))
-                row = self._record(point, trial, CRASHED, f"{error}; Triton exited: {self._log_summary()}")
-                self._recover(None)
-                return row
+                return self._crashed(point, trial, error, None)
             self._applied = point.id
             self._load = self._driver()
-            self._load.warm_up(trial.level, self.load.kind)
-            # The replaced instances exit while the new ones warm up; measuring before they are
-            # gone would give them the measurement's CPU (11 % of the ensemble's throughput here).
-            self.server.settle(self._python_stubs())
+            try:
+                self._load.warm_up(trial.level, self.load.kind)
+                # The replaced instances exit while the new ones warm up; measuring before they
+                # are gone would give them the measurement's CPU (11 % of the ensemble's here).
+                self.server.settle(self._python_stubs())
+            except (DriverError, ServerError) as error:
+                if self.server.alive():
+                    raise
+                return self._crashed(point, trial, error, point)
             self._apply_s = time.perf_counter() - started
         return self._measure(point, trial, self._load)
 
@@ -369,9 +372,7 @@ class Sweep:
                 if self.server.alive():  # Triton would not load the copies: race by reload
                     self.side_by_side = False
                     return self._run_trial(trial)
-                row = self._record(point, trial, CRASHED, f"{error}; Triton exited: {self._log_summary()}")
-                self._recover(None)
-                return row
+                return self._crashed(point, trial, error, None)
             self._loaded_s[point.id] = time.perf_counter() - started
             self._variants[point.id] = copies
         if point.id not in self._drivers:
@@ -434,7 +435,9 @@ class Sweep:
             self.server.stop()
         self.server = self.launch(configs if self.apply == "restart" else {})
         self.server.start()
-        if self.apply == "reload":
+        # A fresh server serves the repository's configs: the baseline needs no reload (the
+        # classifier's took 5 to 7 s here, on every sweep's first point).
+        if self.apply == "reload" and any(config != self.plan.baseline[m] for m, config in configs.items()):
             self._reload(configs)
 
     def _verify(self, configs: dict[str, ModelConfig], names: dict[str, str] | None = None) -> None:
@@ -503,19 +506,18 @@ class Sweep:
         assert self.server is not None and load is not None
         names = {m: name for m, (name, _) in (copies or {}).items()}
         started_at, started = _now(), time.perf_counter()
-        before = self._counters(names)
         sampler = ResourceSampler(self.server.pid, self.server.metrics_url if host.gpus() else None)
-        try:
+        try:  # Triton may die at any moment of it: reading its counters, or under the load
+            before = self._counters(names)
             with sampler:
                 measured = load.run(trial.level, self.load.kind)
-        except DriverError as error:
+            after = self._counters(names)
+        except (DriverError, ServerError) as error:
             if self.server.alive():
+                if isinstance(error, ServerError):
+                    raise
                 return self._record(point, trial, FAILED, str(error), started_at=started_at)
-            crash = f"{error}; Triton exited: {self._log_summary()}"
-            row = self._record(point, trial, CRASHED, crash, started_at=started_at)
-            self._recover(point)
-            return row
-        after = self._counters(names)
+            return self._crashed(point, trial, error, point, started_at=started_at)
         resources, applied_s, self._apply_s = sampler.result(), self._apply_s, 0.0
         if copies:
             resources.update(server_rss_mb=None, gpu_memory_mb=None)
@@ -534,6 +536,14 @@ class Sweep:
         assert self.server is not None
         live = snapshot(self.server, [names.get(m, m) for m in self.plan.models])
         return {m: live[names.get(m, m)] for m in self.plan.models}
+
+    def _crashed(
+        self, point: Point, trial: search.Trial, error: Exception, again: Point | None, **values: Any
+    ) -> dict[str, Any]:
+        """The row of a trial Triton's exit cut short; then a fresh server (``again`` applied)."""
+        row = self._record(point, trial, CRASHED, f"{error}; Triton exited: {self._log_summary()}", **values)
+        self._recover(again)
+        return row
 
     def _recover(self, point: Point | None) -> None:
         """After a crash: a fresh server (with ``point`` applied, to finish its levels), so the
