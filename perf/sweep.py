@@ -313,7 +313,7 @@ class Sweep:
                 if not crashed:
                     self._refused[point.id] = str(error)
                     return self._record(point, trial, REFUSED, str(error))
-                return self._crashed(point, trial, error, None)
+                return self._crashed(point, trial, error)
             self._applied = point.id
             self._load = self._driver()
             try:
@@ -324,7 +324,7 @@ class Sweep:
             except (DriverError, ServerError) as error:
                 if self.server.alive():
                     raise
-                return self._crashed(point, trial, error, point)
+                return self._crashed(point, trial, error)
             self._apply_s = time.perf_counter() - started
         return self._measure(point, trial, self._load)
 
@@ -372,7 +372,7 @@ class Sweep:
                 if self.server.alive():  # Triton would not load the copies: race by reload
                     self.side_by_side = False
                     return self._run_trial(trial)
-                return self._crashed(point, trial, error, None)
+                return self._crashed(point, trial, error)
             self._loaded_s[point.id] = time.perf_counter() - started
             self._variants[point.id] = copies
         if point.id not in self._drivers:
@@ -517,7 +517,7 @@ class Sweep:
                 if isinstance(error, ServerError):
                     raise
                 return self._record(point, trial, FAILED, str(error), started_at=started_at)
-            return self._crashed(point, trial, error, point, started_at=started_at)
+            return self._crashed(point, trial, error, started_at=started_at)
         resources, applied_s, self._apply_s = sampler.result(), self._apply_s, 0.0
         if copies:
             resources.update(server_rss_mb=None, gpu_memory_mb=None)
@@ -537,17 +537,15 @@ class Sweep:
         live = snapshot(self.server, [names.get(m, m) for m in self.plan.models])
         return {m: live[names.get(m, m)] for m in self.plan.models}
 
-    def _crashed(
-        self, point: Point, trial: search.Trial, error: Exception, again: Point | None, **values: Any
-    ) -> dict[str, Any]:
-        """The row of a trial Triton's exit cut short; then a fresh server (``again`` applied)."""
+    def _crashed(self, point: Point, trial: search.Trial, error: Exception, **values: Any) -> dict[str, Any]:
+        """The row of a trial Triton's exit cut short; the next trial gets a fresh server."""
         row = self._record(point, trial, CRASHED, f"{error}; Triton exited: {self._log_summary()}", **values)
-        self._recover(again)
+        self._recover()
         return row
 
-    def _recover(self, point: Point | None) -> None:
-        """After a crash: a fresh server (with ``point`` applied, to finish its levels), so the
-        sweep goes on."""
+    def _recover(self) -> None:
+        """After a crash: the dead server cleared away, so the next trial starts a fresh one,
+        applies its config and warms it up (a cold server's first window can hold no request)."""
         if not self._own_server:
             raise SweepError(f"the server at {self.server.grpc_url if self.server else '?'} went away")
         if self.server is not None:
@@ -555,13 +553,6 @@ class Sweep:
         self.server = None
         self._applied = None
         self._variants, self._drivers, self._loaded_s = {}, {}, {}
-        if point is not None:
-            try:
-                self._apply(point)
-                self._applied = point.id
-                self._load = self._driver()
-            except ServerError:
-                self.server = None  # the next point starts one again
 
     def _log_summary(self) -> str:
         summary = getattr(self.server, "log_summary", None)
