@@ -281,7 +281,7 @@ class Race:
             self.recheck = outcome.throughput
 
     def _samples(self, point_id: str) -> list[float]:
-        """The race's own throughputs of a config at its level."""
+        """A config's throughputs at its level, carried to the SLO: the race's, and the load search's reading there."""
         level = self.entrants[point_id]
         return [self._at_slo(t, o) for t, o in self._readings() if t.point_id == point_id and t.level == level]
 
