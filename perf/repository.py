@@ -6,6 +6,7 @@ host (no GPU here) or to NVIDIA's container (libtorch) never touches the origina
 
 from __future__ import annotations
 
+import ast
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,28 @@ def stage(repo: Repository, dst: Path, gpu_count: int, overrides: dict[str, Mode
         staged[name] = (overrides or {}).get(name) or for_host(config, gpu_count)
         write_config(staged[name], dst / name / "config.pbtxt")
     return Repository(dst, staged)
+
+
+def auto_completed(repo: Repository) -> list[str]:
+    """The models whose served config Triton's auto-complete may fill in: all but ensembles and
+    python-backend models that declare their inputs and outputs and whose model.py defines no
+    ``auto_complete_config``. Where no model is, a server can run without auto-complete: for
+    each python model it loads, it would start a stub only to ask (2.5 s of every reload here)
+    and change nothing. A model whose file perf cannot read is left to auto-complete."""
+    return [name for name, config in repo.configs.items()
+            if config.platform != "ensemble" and not _completes_nothing(repo.path / name, config)]  # fmt: skip
+
+
+def _completes_nothing(folder: Path, config: ModelConfig) -> bool:
+    if config.backend != "python" or not (config.input and config.output):
+        return False
+    files = [v / (config.default_model_filename or "model.py") for v in folder.iterdir() if v.name.isdigit()]
+    try:
+        trees = [ast.parse(f.read_text()) for f in files]
+    except (OSError, SyntaxError, ValueError):
+        return False
+    defined = {n.name for tree in trees for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    return bool(files) and "auto_complete_config" not in defined
 
 
 def torchscript_models(repo: Repository) -> list[str]:

@@ -26,7 +26,7 @@ from tritonclient.utils import InferenceServerException
 
 from perf import host, tools
 from perf.modelconfig import ModelConfig, from_json, to_json
-from perf.repository import Repository, emit_libtorch, open_repository, stage
+from perf.repository import Repository, auto_completed, emit_libtorch, open_repository, stage
 
 LOCALHOST = "127.0.0.1"
 DOCKER_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"  # Triton 2.51.0, as embedded
@@ -329,11 +329,11 @@ class EmbeddedServer(_LaunchedServer):
     profile: str | None = None  # serve MODEL/configs/PROFILE.pbtxt where a model has one
     staged: Repository | None = field(default=None, init=False, repr=False)
 
-    def argv(self, tool: tools.Tools, repository: Path) -> list[str]:
+    def argv(self, tool: tools.Tools, repository: Repository) -> list[str]:
         loads = self.models_to_load if self.models_to_load is not None else ["*"]
         return [
             str(tool.tritonserver),
-            f"--model-repository={repository}",
+            f"--model-repository={repository.path}",
             f"--backend-directory={tool.backends}",
             f"--cache-directory={tool.caches}",
             f"--http-address={self.host}",
@@ -346,6 +346,7 @@ class EmbeddedServer(_LaunchedServer):
             *[f"--load-model={name}" for name in loads],
             "--strict-readiness=true",
             "--exit-timeout-secs=10",
+            *([] if auto_completed(repository) else ["--disable-auto-complete-config"]),
             *self.extra_args,
         ]
 
@@ -357,7 +358,7 @@ class EmbeddedServer(_LaunchedServer):
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="perf-triton-"))
         self.staged = stage(source, self.workdir / "repository", len(host.gpus()), self.overrides)
-        process = _Process(self.argv(tool, self.staged.path), self.workdir / "triton.log")
+        process = _Process(self.argv(tool, self.staged), self.workdir / "triton.log")
         self._launch(process, timeout, tool.server_env())
 
 

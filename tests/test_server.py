@@ -111,6 +111,41 @@ def test_reload_with_a_new_config_without_restart(tmp_path: Path) -> None:
         assert read_config(REPO / "preprocessor" / "config.pbtxt").dynamic_batching.max_queue_delay_microseconds == 100
 
 
+SELF_COMPLETING = """\
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    @staticmethod
+    def auto_complete_config(config):
+        config.add_input({"name": "IN", "data_type": "TYPE_FP32", "dims": [4]})
+        config.add_output({"name": "OUT", "data_type": "TYPE_FP32", "dims": [4]})
+        return config
+
+    def execute(self, requests):
+        tensors = [pb_utils.get_input_tensor_by_name(r, "IN").as_numpy() for r in requests]
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", t)]) for t in tensors]
+"""
+
+
+def test_auto_complete_is_skipped_only_where_no_model_needs_it(tmp_path: Path) -> None:
+    """The reference repository's models declare everything: the server skips auto-complete
+    (a stub per load, only to ask). A python model that completes its own config still gets
+    its inputs from it, beside the reference models."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO, repo, ignore=shutil.ignore_patterns("classifier", "ensemble_model"))
+    (repo / "echo" / "1").mkdir(parents=True)
+    (repo / "echo" / "config.pbtxt").write_text('name: "echo"\nbackend: "python"\n')
+    (repo / "echo" / "1" / "model.py").write_text(SELF_COMPLETING)
+    reference = EmbeddedServer(REPO, ports=free_ports(), workdir=tmp_path / "ref", models_to_load=["preprocessor"])
+    with reference:
+        assert "--disable-auto-complete-config" in psutil.Process(reference.pid).cmdline()
+        assert reference.model_config("preprocessor").input[0].name == "RAW_IMAGE"
+    with EmbeddedServer(repo, ports=free_ports(), workdir=tmp_path / "work") as server:
+        assert "--disable-auto-complete-config" not in psutil.Process(server.pid).cmdline()
+        assert [i.name for i in server.model_config("echo").input] == ["IN"]
+
+
 def test_remote_attaches_and_never_stops_the_server(server: EmbeddedServer) -> None:
     remote = RemoteServer.from_url(server.grpc_url)
     with remote:
