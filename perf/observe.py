@@ -7,6 +7,7 @@ import math
 import re
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -101,6 +102,9 @@ class ResourceSampler:
     pid: int | None
     metrics_url: str | None = None
     interval: float = 0.5
+    # Where set, the memory counted is the server's own process and the python stubs serving
+    # these models (by the model folder in the stub's command line): one config of several loaded.
+    models: frozenset[str] | None = None
     _cpu: list[float] = field(default_factory=list)
     _rss: list[float] = field(default_factory=list)
     _gpu: dict[str, list[float]] = field(default_factory=dict)
@@ -143,7 +147,8 @@ class ResourceSampler:
             for proc in self._tree():
                 try:
                     cpu += proc.cpu_percent(None)
-                    rss += proc.memory_info().rss
+                    if self.models is None or proc.pid == self.pid or stub_model(proc) in self.models:
+                        rss += proc.memory_info().rss
                 except psutil.Error:
                     continue
         except psutil.Error:
@@ -168,6 +173,15 @@ class ResourceSampler:
             "gpu_util": mean(self._gpu.get("gpu_util", [])),
             "gpu_memory_mb": max(self._gpu["gpu_memory_mb"]) if self._gpu.get("gpu_memory_mb") else None,
         }
+
+
+def stub_model(proc: psutil.Process) -> str | None:
+    """The model a python-backend stub serves: the folder of the model file it was started
+    with (``.../repository/MODEL/1/model.py``); None for any other process."""
+    if not proc.name().startswith("triton_python"):
+        return None
+    argv = proc.cmdline()
+    return Path(argv[1]).parent.parent.name if len(argv) > 1 else None
 
 
 _SAMPLE = re.compile(r"^(\w+)(?:\{[^}]*\})?\s+([0-9.eE+-]+)$")

@@ -166,7 +166,7 @@ class Sweep:
     launch: Launcher | None = None  # starts perf's own servers; None with ``server``
     slo_p99_ms: float | None = None  # recorded for reports; the sweep measures every point anyway
     progress: Callable[[int, int, str], None] = lambda done, total, what: None
-    side_by_side: bool = True  # race with the raced configs loaded at once (perf's own server, by reload)
+    side_by_side: bool = True  # configs loaded at once, not reloaded in turn (perf's own server, by reload)
     # Further servers, each searching configs of its own: ones perf starts (launchers), or
     # running ones (another machine's Triton, --url again).
     more: list[Launcher | TritonServer] = field(default_factory=list)
@@ -195,6 +195,7 @@ class Sweep:
         self._variants: dict[str, dict[str, tuple[str, ModelConfig]]] = {}  # point id -> its loaded copies
         self._drivers: dict[str, Driver] = {}  # point id -> the driver of its copies
         self._loaded_s: dict[str, float] = {}  # point id -> how long its copies took to load
+        self._all_resident: bool | None = None  # every config's copies fit at once: none is reloaded
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -302,7 +303,7 @@ class Sweep:
         point = next(p for p in self.plan.points if p.id == trial.point_id)
         if point.id in self._refused:
             return self._record(point, trial, REFUSED, self._refused[point.id])
-        if trial.phase in SIDE_BY_SIDE_PHASES and self._can_side_by_side(int(point.id not in self._variants)):
+        if self._resident(trial) and self._can_side_by_side(int(point.id not in self._variants)):
             return self._run_side_by_side(point, trial)
         if self._applied != point.id:
             started = time.perf_counter()
@@ -330,6 +331,18 @@ class Sweep:
 
     # -- side by side ---------------------------------------------------------------------
 
+    def _resident(self, trial: search.Trial) -> bool:
+        """Whether ``trial`` is measured on its config's own copies, loaded beside the others:
+        the race's always; the grid's and the load search's too where every config of the plan
+        fits in memory at once, so no config is ever reloaded (a classifier reload, its warm-up
+        and the wait for the replaced instances to exit took 2 to 5 s here, each time). Decided
+        once the server runs, on one server only (several search configs at once)."""
+        if trial.phase in SIDE_BY_SIDE_PHASES:
+            return True
+        if self._all_resident is None and self.server is not None:
+            self._all_resident = len(self._stations) == 1 and self._can_side_by_side(len(self.plan.points))
+        return bool(self._all_resident)
+
     def _can_side_by_side(self, more: int = 1) -> bool:
         """A server perf staged itself, applied by reload, with memory for ``more`` configs."""
         if not (self.side_by_side and self.apply == "reload" and getattr(self.server, "staged", None)):
@@ -345,7 +358,7 @@ class Sweep:
         """The copies of every point a race round is about to measure, loaded at once: Triton
         loads models in parallel, and a round's loads together take less than in turn. Any
         error leaves it to each point's own load, which records it."""
-        points = [p for p in dict.fromkeys(t.point_id for t in trials if t.phase in SIDE_BY_SIDE_PHASES)
+        points = [p for p in dict.fromkeys(t.point_id for t in trials if self._resident(t))
                   if p not in self._variants and p not in self._refused]  # fmt: skip
         if len(points) < 2 or not self._can_side_by_side(len(points)):
             return
@@ -501,12 +514,15 @@ class Sweep:
         load: Driver | None,
         copies: dict[str, tuple[str, ModelConfig]] | None = None,
     ) -> dict[str, Any]:
-        """One row. On a point's ``copies``, the counters are its copies' and the memory is left
-        out: the server holds every raced config then, not this one alone."""
+        """One row. On a point's ``copies``, the counters are its copies', and the memory the
+        server's own process and its copies' python stubs: the server holds every config loaded
+        side by side then, not this one alone. Where a copy is served inside the server's process
+        (another backend) or on a GPU, its share cannot be told apart: no memory figure."""
         assert self.server is not None and load is not None
         names = {m: name for m, (name, _) in (copies or {}).items()}
         started_at, started = _now(), time.perf_counter()
-        sampler = ResourceSampler(self.server.pid, self.server.metrics_url if host.gpus() else None)
+        own = frozenset(names.values()) if copies else None
+        sampler = ResourceSampler(self.server.pid, self.server.metrics_url if host.gpus() else None, models=own)
         try:  # Triton may die at any moment of it: reading its counters, or under the load
             before = self._counters(names)
             with sampler:
@@ -520,7 +536,8 @@ class Sweep:
             return self._crashed(point, trial, error, started_at=started_at)
         resources, applied_s, self._apply_s = sampler.result(), self._apply_s, 0.0
         if copies:
-            resources.update(server_rss_mb=None, gpu_memory_mb=None)
+            inside = any(c.backend != "python" and c.platform != "ensemble" for _, c in copies.values())
+            resources.update(gpu_memory_mb=None, **({"server_rss_mb": None} if inside or host.gpus() else {}))
         values = {
             **{k: v for k, v in measured.items() if k not in ("concurrency", "request_rate")},
             **breakdown(before, after),

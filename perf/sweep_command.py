@@ -85,8 +85,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--race-by-reload",
         action="store_true",
-        help="race by reloading each config in turn; by default a server perf starts keeps the raced configs "
-        "loaded side by side under their own names, so the race does not reload (where memory allows)",
+        help="search and race by reloading each config in turn; by default a server perf starts keeps configs "
+        "loaded side by side under their own names (the raced ones; all, where they fit), so they are not reloaded",
     )
     p.add_argument("--out", type=Path, help="run folder (default runs/sweep-TIMESTAMP); an existing one resumes")
     p.add_argument("--shape", action="append", metavar="NAME:DIMS",

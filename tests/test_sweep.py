@@ -228,8 +228,9 @@ def test_the_design_cards_command_as_typed_searches_races_and_recommends(tmp_pat
     assert race["winner"] in race["survivors"] and race["verdict"] in ("clear", "equivalent", "leads", "undecided")
     assert set(race["dropped"]) | set(race["survivors"]) == set(race["entrants"])
     raced = table[table["phase"].isin(["race", "recheck"])]
-    assert len(raced) and (raced["apply"] == "resident").all(), "raced side by side, without reloads"
-    assert raced["server_rss_mb"].isna().all(), "no memory figure: the server held every raced config"
+    assert (table["apply"].iloc[1:] == "resident").all(), "searched and raced side by side, without reloads"
+    copies = table.groupby("point_id")["server_rss_mb"].median()
+    assert (copies > 200).all() and copies.max() < 3 * copies.min(), "each config's own memory, not all of theirs"
     assert (raced["classifier.requests"] > 0).all() and (raced["preprocessor.requests"] > 0).all(), "the copies'"
     text = " ".join(out.stdout.split())
     assert re.search(r"Ship (baseline: )?preferred_batch_size=", text) and "Noise floor" in text, text
