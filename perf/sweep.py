@@ -619,7 +619,7 @@ def outcome(row: dict[str, Any]) -> search.Outcome:
 
     return search.Outcome(str(row["status"]), number("throughput"), number("p99_ms"), number("server_rss_mb"),
                           str(row.get("error") or ""), seconds=_zero(number("apply_s")) + _zero(number("duration_s")),
-                          times=stage_times(row))  # fmt: skip
+                          times=stage_times(row), server=int(_zero(number("server"))))  # fmt: skip
 
 
 def _zero(value: float) -> float:

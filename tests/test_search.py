@@ -29,11 +29,19 @@ class Config:
         return throughput, 1.6 * latency_ms  # p99
 
 
-def run(strat: Strategy, configs: dict[str, Config], seed: int, noise: float = 0.04, drift: float = 0.0) -> list[Trial]:
+def run(
+    strat: Strategy,
+    configs: dict[str, Config],
+    seed: int,
+    noise: float = 0.04,
+    drift: float = 0.0,
+    elsewhere: dict[str, float] | None = None,
+) -> list[Trial]:
     """Measure every proposed trial with multiplicative Gaussian noise, and with ``drift``, a
     slow wander of the whole machine besides (each reading keeps 70 % of the last one's
     deviation, as on a shared host, where readings a minute apart move together); the trials,
-    in order."""
+    in order. ``elsewhere``: configs whose load another server searched, and how much faster
+    it serves (the race is the first server's)."""
     rng = random.Random(seed)
     trials, wander = [], 0.0
     while batch := strat.propose():
@@ -41,7 +49,9 @@ def run(strat: Strategy, configs: dict[str, Config], seed: int, noise: float = 0
             throughput, p99 = configs[trial.point_id].at(trial.level)
             wander = 0.7 * wander + math.sqrt(1 - 0.7**2) * rng.gauss(0, drift)
             factor = rng.gauss(1, noise) * math.exp(wander)
-            strat.tell(trial, Outcome("ok", throughput * factor, p99 / factor, memory_mb=500.0))
+            server = int(trial.phase not in ("race", "recheck") and trial.point_id in (elsewhere or {}))
+            factor *= (elsewhere or {}).get(trial.point_id, 1.0) if server else 1.0
+            strat.tell(trial, Outcome("ok", throughput * factor, p99 / factor, memory_mb=500.0, server=server))
             trials.append(trial)
         assert len(trials) < 500, "the strategy must end"
     return trials
@@ -363,3 +373,18 @@ def test_cheapest_follows_the_declared_order() -> None:
     memory = {"two": 300.0, "delay": 600.0, "batch": 600.0, "plain": 610.0, "hungry": 1000.0}
     speed = dict.fromkeys(costs, 100.0)
     assert cheapest(list(costs), costs, memory, speed) == "plain"
+
+
+def test_a_faster_server_does_not_rank_the_configs_it_searched() -> None:
+    """Two servers search configs at once; the second serves 30 % faster. Its load-search
+    readings of the slower config are a block of their own (the server a factor), so the
+    race on the first server ranks the configs by its own readings: the faster one wins (with
+    the readings pooled, the slower one won all ten seeds, undecided). No SLO: both reach
+    their capacity at the same level on either server."""
+    configs = {"fast": Config(5, 260), "slow": Config(5, 230)}  # 11.5 % behind: more than the margin
+    winners = []
+    for seed in range(10):
+        strat = strategy(list(configs), None, None, None, {"fast": TWO, "slow": ONE}, width=2)
+        run(strat, configs, seed, 0.02, elsewhere={"slow": 1.3})
+        winners.append(race_of(strat).winner)
+    assert winners.count("fast") >= 9, winners

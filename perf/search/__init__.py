@@ -42,6 +42,7 @@ class Outcome:
     error: str = ""
     seconds: float = 0.0  # what the row cost: applying its config (if it had to), warming up, measuring
     times: dict[str, tuple[float, float]] = field(default_factory=dict)  # model -> (queue ms, compute ms)
+    server: int = 0  # which of the sweep's servers measured it
 
     @property
     def ok(self) -> bool:

@@ -43,7 +43,10 @@ cores a config's throughput moves 7 to 10 % between measurements a minute apart,
 residual spread. The race's first rounds and the load search's readings are one block (spread
 over minutes, nothing to pair); after them, each step (a duel's two, or a config moved a level
 measured beside the leader) is a block of its own, so the drift its readings share cancels as
-in a paired test, while every reading still counts.
+in a paired test, while every reading still counts. Load-search readings taken on other servers
+(``--servers``, several ``--url``) are a block per server: a server's speed is a factor, so it
+cancels from the comparisons of configs it measured and never ranks one config against
+another measured elsewhere; the race's own readings are all the first server's.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ FUTILE = 0.2  # a duel goes on only while the chance that it drops the cheapest 
 SOON, LIKELY = 2, 0.5  # or while two more steps would likely show it within the margin
 MARGIN = 0.05
 MIN_SAMPLES = 3
-OPENING = 0  # the block of the race's first rounds, with the load search's readings
+OPENING = 0  # the block of the race's first rounds, with the first server's load-search readings
 MAX_ROUNDS = 5
 CLEAR, EQUIVALENT, LEADS, UNDECIDED = "clear", "equivalent", "leads", "undecided"
 RACED = ("race", "recheck")  # the phases of a race's own measurements
@@ -204,9 +207,9 @@ class Race:
 
     def __post_init__(self) -> None:
         self.survivors = list(self.entrants)
-        for trial, _ in self.history.told:  # the load search's readings at the levels raced open the race
+        for trial, outcome in self.history.told:  # the load search's readings at the levels raced open the race
             if trial.level == self.entrants.get(trial.point_id):
-                self._steps[trial] = OPENING
+                self._steps[trial] = OPENING - outcome.server  # each server's readings a block: its speed cancels
         if not self.survivors:
             self.verdict = NONE
 
