@@ -196,6 +196,7 @@ class Sweep:
         self._drivers: dict[str, Driver] = {}  # point id -> the driver of its copies
         self._loaded_s: dict[str, float] = {}  # point id -> how long its copies took to load
         self._all_resident: bool | None = None  # every config's copies fit at once: none is reloaded
+        self._by_reload: set[str] = set()  # points whose copies Triton would not load
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -303,7 +304,8 @@ class Sweep:
         point = next(p for p in self.plan.points if p.id == trial.point_id)
         if point.id in self._refused:
             return self._record(point, trial, REFUSED, self._refused[point.id])
-        if self._resident(trial) and self._can_side_by_side(int(point.id not in self._variants)):
+        resident = self._resident(trial) and point.id not in self._by_reload
+        if resident and self._can_side_by_side(int(point.id not in self._variants)):
             return self._run_side_by_side(point, trial)
         if self._applied != point.id:
             started = time.perf_counter()
@@ -359,7 +361,7 @@ class Sweep:
         loads models in parallel, and a round's loads together take less than in turn. Any
         error leaves it to each point's own load, which records it."""
         points = [p for p in dict.fromkeys(t.point_id for t in trials if self._resident(t))
-                  if p not in self._variants and p not in self._refused]  # fmt: skip
+                  if p not in self._variants and p not in self._refused and p not in self._by_reload]  # fmt: skip
         if len(points) < 2 or not self._can_side_by_side(len(points)):
             return
         copies = {p: variants.configs(self.plan, next(q for q in self.plan.points if q.id == p)) for p in points}
@@ -382,8 +384,8 @@ class Sweep:
             try:
                 self._load_copies([copies])
             except ServerError as error:
-                if self.server.alive():  # Triton would not load the copies: race by reload
-                    self.side_by_side = False
+                if self.server.alive():  # Triton would not load the copies: this config by reload,
+                    self._by_reload.add(point.id)  # which records Triton's refusal, if it is one
                     return self._run_trial(trial)
                 return self._crashed(point, trial, error)
             self._loaded_s[point.id] = time.perf_counter() - started

@@ -105,15 +105,19 @@ def test_a_restart_sweep_writes_the_config_and_restarts(tmp_path: Path) -> None:
 
 
 def test_a_variant_triton_refuses_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    out = sweep("--model", "ensemble_model", "--param", "classifier.parameters.torch_num_threads", "--values",
-                "abc", "1", "--no-baseline", "--repeats", "1", "--concurrency", "1", "--out", str(run))  # fmt: skip
-    assert out.returncode == 0, out.stdout
-    table = rows(run).set_index("classifier.parameters.torch_num_threads")
-    assert table.loc["abc", "status"] == "refused"
-    assert "invalid literal for int()" in table.loc["abc", "error"], "Triton's own message"
-    assert table.loc["1", "status"] == "ok" and table.loc["1", "throughput"] > 0
-    assert "faults recorded: {'refused': 1}" in " ".join(out.stdout.split())
+    """Refused when the server starts with it, and refused as a copy beside the others: the
+    configs after it are still measured side by side."""
+    for values in (["abc", "1"], ["1", "abc", "2"]):
+        run = tmp_path / "-".join(values)
+        out = sweep("--model", "ensemble_model", "--param", "classifier.parameters.torch_num_threads", "--values",
+                    *values, "--no-baseline", "--repeats", "1", "--concurrency", "1", "--out", str(run))  # fmt: skip
+        assert out.returncode == 0, out.stdout
+        table = rows(run).set_index("classifier.parameters.torch_num_threads")
+        assert table.loc["abc", "status"] == "refused"
+        assert "invalid literal for int()" in table.loc["abc", "error"], "Triton's own message"
+        assert table.loc["1", "status"] == "ok" and table.loc["1", "throughput"] > 0
+        assert "faults recorded: {'refused': 1}" in " ".join(out.stdout.split())
+    assert table.loc["2", "status"] == "ok" and table.loc["2", "apply"] == "resident"
 
 
 SWEEP_3x2 = ["--model", "ensemble_model", "--param", "classifier.instance_count", "--values", "1", "2", "3",
