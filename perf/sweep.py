@@ -519,7 +519,8 @@ class Sweep:
         """One row. On a point's ``copies``, the counters are its copies', and the memory the
         server's own process and its copies' python stubs: the server holds every config loaded
         side by side then, not this one alone. Where a copy is served inside the server's process
-        (another backend) or on a GPU, its share cannot be told apart: no memory figure."""
+        (another backend), its share cannot be told apart: no memory figure; nor GPU memory,
+        which Triton reports per GPU, not per model."""
         assert self.server is not None and load is not None
         names = {m: name for m, (name, _) in (copies or {}).items()}
         started_at, started = _now(), time.perf_counter()
@@ -539,7 +540,7 @@ class Sweep:
         resources, applied_s, self._apply_s = sampler.result(), self._apply_s, 0.0
         if copies:
             inside = any(c.backend != "python" and c.platform != "ensemble" for _, c in copies.values())
-            resources.update(gpu_memory_mb=None, **({"server_rss_mb": None} if inside or host.gpus() else {}))
+            resources.update(gpu_memory_mb=None, **({"server_rss_mb": None} if inside else {}))
         values = {
             **{k: v for k, v in measured.items() if k not in ("concurrency", "request_rate")},
             **breakdown(before, after),
