@@ -353,12 +353,13 @@ class Sweep:
         if more:
             per_config = tree_rss_mb(self.server.pid) / (1 + len(self._variants))
             if psutil.virtual_memory().available / 2**20 < (more + 1) * per_config + 512:
-                self.side_by_side = False  # the rest of the race reloads; the rows say so
+                self.side_by_side = False  # the rest of the sweep reloads; the rows say so
         return self.side_by_side
 
     def _load_together(self, trials: list[search.Trial], say: Callable[[str], None]) -> None:
-        """The copies of every point a race round is about to measure, loaded at once: Triton
-        loads models in parallel, and a round's loads together take less than in turn. Any
+        """The copies of every point a batch of trials is about to measure side by side (a race
+        round, a grid), loaded at once: Triton loads models in parallel, and loads together take
+        less than in turn. Any
         error leaves it to each point's own load, which records it."""
         points = [p for p in dict.fromkeys(t.point_id for t in trials if self._resident(t))
                   if p not in self._variants and p not in self._refused and p not in self._by_reload]  # fmt: skip
