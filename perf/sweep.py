@@ -359,14 +359,13 @@ class Sweep:
     def _load_together(self, trials: list[search.Trial], say: Callable[[str], None]) -> None:
         """The copies of every point a batch of trials is about to measure side by side (a race
         round, a grid), loaded at once: Triton loads models in parallel, and loads together take
-        less than in turn. Any
-        error leaves it to each point's own load, which records it."""
+        less than in turn. Any error leaves it to each point's own load, which records it."""
         points = [p for p in dict.fromkeys(t.point_id for t in trials if self._resident(t))
                   if p not in self._variants and p not in self._refused and p not in self._by_reload]  # fmt: skip
         if len(points) < 2 or not self._can_side_by_side(len(points)):
             return
         copies = {p: variants.configs(self.plan, next(q for q in self.plan.points if q.id == p)) for p in points}
-        say(f"race: loading {len(points)} configs side by side")
+        say(f"loading {len(points)} configs side by side")
         started = time.perf_counter()
         try:
             self._load_copies(list(copies.values()))
