@@ -108,7 +108,7 @@ def auto_completed(repo: Repository) -> list[str]:
     """The models whose served config Triton's auto-complete may fill in: all but ensembles and
     python-backend models that declare their inputs and outputs and whose model.py defines no
     ``auto_complete_config``. Where no model is, a server can run without auto-complete: for
-    each python model it loads, it would start a stub only to ask (2.5 s of every reload here)
+    each python model it loads, it would start a stub only to ask (3.3 s of a classifier reload here)
     and change nothing. A model whose file perf cannot read is left to auto-complete."""
     return [name for name, config in repo.configs.items()
             if config.platform != "ensemble" and not _completes_nothing(repo.path / name, config)]  # fmt: skip

@@ -342,19 +342,26 @@ class Sweep:
         if trial.phase in SIDE_BY_SIDE_PHASES:
             return True
         if self._all_resident is None and self.server is not None:
-            self._all_resident = len(self._stations) == 1 and self._can_side_by_side(len(self.plan.points))
+            # Asked, not acted on: where the whole plan does not fit, the race still may.
+            fits = self._can_side_by_side(0) and self._fits(len(self.plan.points))
+            self._all_resident = len(self._stations) == 1 and fits
         return bool(self._all_resident)
 
     def _can_side_by_side(self, more: int = 1) -> bool:
-        """A server perf staged itself, applied by reload, with memory for ``more`` configs."""
+        """A server perf staged itself, applied by reload, with memory for ``more`` configs
+        (short of it, the rest of the sweep reloads; the rows say so)."""
         if not (self.side_by_side and self.apply == "reload" and getattr(self.server, "staged", None)):
             return False
-        assert self.server is not None
-        if more:
-            per_config = tree_rss_mb(self.server.pid) / (1 + len(self._variants))
-            if psutil.virtual_memory().available / 2**20 < (more + 1) * per_config + 512:
-                self.side_by_side = False  # the rest of the sweep reloads; the rows say so
+        if more and not self._fits(more):
+            self.side_by_side = False
         return self.side_by_side
+
+    def _fits(self, more: int) -> bool:
+        """Whether free memory holds ``more`` configs' copies besides those loaded, each taking
+        what the server takes per config now."""
+        assert self.server is not None
+        per_config = tree_rss_mb(self.server.pid) / (1 + len(self._variants))
+        return psutil.virtual_memory().available / 2**20 >= (more + 1) * per_config + 512
 
     def _load_together(self, trials: list[search.Trial], say: Callable[[str], None]) -> None:
         """The copies of every point a batch of trials is about to measure side by side (a race
