@@ -92,12 +92,18 @@ def test_a_clear_winner_wins_every_time() -> None:
 
 
 def test_of_two_equivalent_configs_the_cheaper_is_chosen_every_time() -> None:
+    """Every time the cheaper; shown within the margin or ahead in all but a rare race (the
+    opening leaves two degrees of freedom to judge by, and a duel that two more steps are
+    unlikely to settle ends undecided: 15 of 300 seeds)."""
     configs = {"big": Config(5, 250), "small": Config(5, 250)}
+    shown = 0
     for seed in range(10):
         race = raced(configs, {"big": TWO, "small": ONE}, seed, 0.02)
         assert race.winner == "small", race.record()
-        assert race.verdict in (EQUIVALENT, LEADS), "shown within the margin, or ahead"
+        assert race.verdict in (EQUIVALENT, LEADS, UNDECIDED)
         assert race.verdict != LEADS or race.leader == "small"
+        shown += race.verdict != UNDECIDED
+    assert shown >= 9, "shown within the margin, or ahead"
 
 
 def test_configs_noise_cannot_separate_give_the_cheapest_every_time() -> None:
@@ -151,6 +157,40 @@ def test_a_cheapest_config_three_margins_behind_loses_run_after_run() -> None:
     costs = {p: Cost(1, 100, 64 + i) for i, p in enumerate(configs)}
     winners = [raced(configs, costs, seed, 0.08).winner for seed in range(20)]
     assert winners.count("p1") >= 17, winners
+
+
+def test_cheap_configs_two_margins_behind_a_drifting_machine_lose_most_races() -> None:
+    """Model Analyzer's classifier grid as this machine serves it: the two one-instance configs
+    11 % behind the two-instance ones, at a 5 % margin, readings 2.3 % apart within a step and
+    a drift of 6 % over minutes. Each must be shown behind within five rounds' budget, one
+    duel after the other. Judged by one spread for the opening's readings and the steps', the
+    race found the answer in 24 of these 40 seeds."""
+    configs = {"c1_8": Config(2, 490), "c1_16": Config(2, 490), "c2_8": Config(2, 540),
+               "c2_16": Config(2, 550), "base": Config(2, 545)}  # fmt: skip
+    costs = {"c1_8": Cost(1, 0, 8), "c1_16": Cost(1, 0, 16), "c2_8": Cost(2, 0, 8), "c2_16": Cost(2, 0, 16),
+             "base": Cost(2, 0, 64)}  # fmt: skip
+    winners = []
+    for seed in range(40):
+        strat = strategy(list(configs), (1.0, 2.0, 4.0), None, None, costs)
+        run(strat, configs, seed, noise=0.023, drift=0.06)
+        winners.append(race_of(strat).winner)
+    assert winners.count("c2_8") >= 30, winners
+
+
+def test_a_step_is_judged_by_the_spread_of_steps_not_by_the_openings_drift() -> None:
+    """An opening spread by drift (readings 8 % apart), then six steps measuring a config 10 %
+    behind the leader beside it, 1 % apart: the steps show it behind by more than the 5 %
+    margin. One spread for both kinds would be the opening's: p = 0.03, short of the 0.05 / 3
+    a race of four drops at."""
+    opening = [("a", 0, 300.0), ("b", 0, 250.0), ("a", 0, 270.0), ("b", 0, 285.0), ("a", 0, 330.0), ("b", 0, 262.0),
+               ("c", 0, 290.0), ("c", 0, 310.0), ("c", 0, 265.0)]  # fmt: skip
+    steps = [(p, step, t * m * (1.01 if (step + (p == "b")) % 2 else 0.99))
+             for step, m in enumerate([1.0, 0.9, 1.1, 0.95, 1.05, 1.0], start=1)
+             for p, t in (("a", 300.0), ("b", 270.0))]  # fmt: skip
+    model = fit(opening + steps)
+    assert model is not None and len(model.variances) == 2 and model.variances[0] > 10 * model.variances[1]
+    c = compare(model, "a", "b", 0.05, margin=0.05)
+    assert c.difference == pytest.approx(-0.1, abs=0.01) and c.p_behind < 0.001, c
 
 
 def test_a_config_that_only_wins_at_high_load_is_found_at_its_level() -> None:
@@ -214,8 +254,8 @@ def test_load_search_brackets_and_bisects_when_the_slo_breaks_before_the_knee() 
 def test_a_level_over_the_slo_on_remeasure_moves_down_instead_of_out() -> None:
     """A probe that met the SLO by luck: when the race finds the level over it on average,
     the config goes on one level lower."""
-    configs = {"a": Config(10, 1000), "b": Config(10, 1000)}
-    strat = strategy(list(configs), None, None, 40, {"a": ONE, "b": TWO})
+    configs = {"a": Config(10, 1000), "b": Config(10, 1000)}  # eight rounds: room to duel after three moves
+    strat = strategy(list(configs), None, None, 40, {"a": ONE, "b": TWO}, max_rounds=8)
     rng = random.Random(0)
     while batch := strat.propose():
         for trial in batch:

@@ -24,7 +24,8 @@ decide them:
   dropped (the next cheapest duels), is shown within the margin (the interval of its
   difference from the leader lies above ``-margin``: it wins, EQUIVALENT), or leads itself
   (LEADS), or going on could no longer change the answer: the race has spent ``max_rounds``
-  rounds' worth of measurements, or the rest of that budget gives under ``FUTILE`` chance of
+  rounds' worth of measurements (those that re-found a moved config's level not counted: they
+  redo the load search's work), or the rest of that budget gives under ``FUTILE`` chance of
   dropping the cheapest and two more steps are unlikely to show it within the margin, were the
   measured means and spreads to hold (UNDECIDED: it wins, not having been shown behind, and the
   report says so). Proving a near-tie equivalent at a noise above the margin takes more
@@ -39,14 +40,17 @@ winner is measured once more, last, to catch drift over the race. With ``sequent
 cores a config's throughput moves 7 to 10 % between measurements a minute apart, against 2 to
 3 % within one, and readings taken one after another move together (their correlation up to
 0.7 in the recorded races). So log throughput is fitted as a config effect plus a block effect
-(least squares, statsmodels), and a comparison is the difference of two config effects with the
-residual spread. The race's first rounds and the load search's readings are one block (spread
-over minutes, nothing to pair); after them, each step (a duel's two, or a config moved a level
-measured beside the leader) is a block of its own, so the drift its readings share cancels as
-in a paired test, while every reading still counts. Load-search readings taken on other servers
-(``--servers``, several ``--url``) are a block per server: a server's speed is a factor, so it
-cancels from the comparisons of configs it measured and never ranks one config against
-another measured elsewhere; the race's own readings are all the first server's.
+(weighted least squares, statsmodels), and a comparison is the difference of two config
+effects. The load search's readings are one block (spread over minutes, nothing to pair); each
+of the race's steps (a round, a duel's two, or a config moved a level measured beside the
+leader) is a block of its own, so the drift its readings share cancels as in a paired test,
+while every reading still counts. The two kinds scatter differently (in three of five recorded
+races of Model Analyzer's grid, 5 to 9 % against 3 to 5 %), so each has its own variance where
+its readings leave enough to estimate it, and a comparison's degrees of freedom follow both
+(Welch-Satterthwaite). Load-search readings taken on other servers (``--servers``, several
+``--url``) are a block per server: a server's speed is a factor, so it cancels from the
+comparisons of configs it measured and never ranks one config against another measured
+elsewhere; the race's own readings are all the first server's.
 """
 
 from __future__ import annotations
@@ -65,12 +69,13 @@ from perf.search.cost import Cost, cheapest
 from perf.search.load import KNEE
 
 ALPHA = 0.05
-FUTILE = 0.2  # a duel goes on only while the chance that it drops the cheapest is at least this,
+FUTILE = 0.1  # a duel goes on only while the chance that it drops the cheapest is at least this,
 SOON, LIKELY = 2, 0.5  # or while two more steps would likely show it within the margin
 MARGIN = 0.05
 MIN_SAMPLES = 3
-OPENING = 0  # the block of the race's first rounds, with the first server's load-search readings
+OPENING = 0  # the block of the first server's load-search readings (other servers': OPENING - server)
 MAX_ROUNDS = 5
+MIN_DF = 2  # the residual degrees of freedom each kind of reading needs for a variance of its own
 CLEAR, EQUIVALENT, LEADS, UNDECIDED = "clear", "equivalent", "leads", "undecided"
 RACED = ("race", "recheck")  # the phases of a race's own measurements
 ALONE, NONE = "alone", "none"
@@ -96,26 +101,46 @@ class Comparison:
 @dataclass(frozen=True)
 class Fit:
     """Each config's effect on log throughput, with the step each reading was taken in as a
-    block (the drift both of a step's readings share)."""
+    block (the drift both of a step's readings share), and the readings' spread by kind."""
 
     result: Any  # statsmodels' RegressionResults
     points: list[str]  # the design's first columns, in order
     steps: dict[str, set[int]]  # point -> the steps that measured it
-    cov: np.ndarray  # the estimates' covariance
-
-    @property
-    def df(self) -> float:
-        return float(self.result.df_resid)
+    weights: np.ndarray  # each reading's weight in the fit
+    kinds: np.ndarray  # each reading's kind: 0 the opening, 1 a step's (one kind where pooled)
+    variances: np.ndarray  # each kind's residual variance
+    dfs: np.ndarray  # and its residual degrees of freedom
 
     def effect(self, point: str) -> float:
         return float(self.result.params[self.points.index(point)])
 
+    def contrast(self, other: str, leader: str) -> tuple[float, float, float]:
+        """``other``'s effect less ``leader``'s: the difference, its standard error and its
+        degrees of freedom (Welch-Satterthwaite over the kinds' variances: a spread estimated
+        from few readings counts for little)."""
+        c = np.zeros(len(self.result.params))
+        c[self.points.index(other)], c[self.points.index(leader)] = 1, -1
+        influence = (self.result.model.exog @ (self.result.normalized_cov_params @ c)) * self.weights
+        parts = np.bincount(self.kinds, influence**2, minlength=len(self.variances)) * self.variances
+        variance = float(parts.sum())
+        df = variance**2 / float(np.sum(parts**2 / self.dfs)) if variance > 0 else float(self.dfs.sum())
+        return float(c @ self.result.params), math.sqrt(variance), df
+
 
 def fit(readings: list[tuple[str, int, float]]) -> Fit | None:
-    """Least squares of log throughput on a config and a step factor, over ``readings``
-    (point, step, throughput). Steps with one reading say nothing of a difference and are left
-    out; None where no spread is left to judge by (no residual degree of freedom)."""
-    from statsmodels.regression.linear_model import OLS  # 0.1 s to import: only where a race runs
+    """Weighted least squares of log throughput on a config and a step factor, over
+    ``readings`` (point, step, throughput). Steps with one reading say nothing of a difference
+    and are left out; None where no spread is left to judge by (no residual degree of freedom).
+
+    The opening's readings (the load search's, spread over minutes) scatter more than a step's,
+    taken one after the other (in three of five recorded races of Model Analyzer's grid; in
+    the other two the steps scattered as much or more). One spread for both judges every
+    duel by the opening's drift: in one of those races a config 11 % behind was dropped
+    after eight duel steps where six would have done. So each kind has its own variance,
+    estimated from its residuals with the degrees of freedom its readings leave (the
+    weights refined twice), where each kind leaves at least ``MIN_DF``; else one variance
+    is pooled."""
+    from statsmodels.regression.linear_model import WLS  # 0.1 s to import: only where a race runs
 
     sizes = Counter(step for _, step, _ in readings)
     kept = [(p, s, t) for p, s, t in readings if sizes[s] > 1 and t > 0]
@@ -128,28 +153,52 @@ def fit(readings: list[tuple[str, int, float]]) -> Fit | None:
         design[row, points.index(point)] = 1
         if step != steps[0]:
             design[row, len(points) + steps.index(step) - 1] = 1
-    result = OLS(np.log([t for _, _, t in kept]), design).fit()
+    y = np.log([t for _, _, t in kept])
     measured: dict[str, set[int]] = {p: set() for p in points}
     for point, step, _ in kept:
         measured[point].add(step)
-    return Fit(result, points, measured, result.cov_params())
+    kinds = np.array([int(s > OPENING) for _, s, _ in kept])
+    weights = np.ones(len(kept))
+    for _ in range(3):
+        result = WLS(y, design, weights=weights).fit()
+        spread = _spread(result, weights, kinds)
+        if spread is None:
+            break
+        weights = 1 / spread[0][kinds]
+    else:
+        return Fit(result, points, measured, weights, kinds, *spread)
+    kinds, weights = np.zeros(len(kept), dtype=int), np.ones(len(kept))  # pooled
+    result = WLS(y, design, weights=weights).fit()
+    variances, dfs = _spread(result, weights, kinds) or (np.zeros(1), np.zeros(1))
+    return Fit(result, points, measured, weights, kinds, variances, dfs)
+
+
+def _spread(result: Any, weights: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each kind's residual variance and degrees of freedom (its readings less their
+    leverage); None where there are two kinds and one leaves under ``MIN_DF`` of them, or
+    no spread."""
+    design = result.model.exog
+    leverage = weights * np.einsum("ij,jk,ik->i", design, result.normalized_cov_params, design)
+    count = kinds.max() + 1
+    dfs = np.bincount(kinds, 1 - leverage, minlength=count)
+    squares = np.bincount(kinds, (result.model.endog - design @ result.params) ** 2, minlength=count)
+    if count > 1 and (dfs.min() < MIN_DF or squares.min() <= 0):
+        return None
+    return squares / dfs, dfs
 
 
 def compare(model: Fit, leader: str, other: str, alpha: float, margin: float = 0.0) -> Comparison:
     """The one-sided test that ``other`` is behind ``leader`` by more than ``margin`` (its
     throughput under 1 - margin of the leader's), and the (1 - 2 alpha) interval of their
     difference, relative to the leader."""
-    contrast = np.zeros(len(model.result.params))
-    contrast[model.points.index(other)], contrast[model.points.index(leader)] = 1, -1
-    d = model.effect(other) - model.effect(leader)
-    se = float(np.sqrt(contrast @ model.cov @ contrast))
+    d, se, df = model.contrast(other, leader)
     steps = len(model.steps[leader] & model.steps[other])
     bound = math.log(1 - margin)
     if se == 0:
         p = 0.0 if d < bound else 1.0
         return Comparison(other, math.expm1(d), math.expm1(d), math.expm1(d), p, d, se, steps)
-    half = float(stats.t.ppf(1 - alpha, model.df)) * se
-    p = float(stats.t.cdf((d - bound) / se, model.df))
+    half = float(stats.t.ppf(1 - alpha, df)) * se
+    p = float(stats.t.cdf((d - bound) / se, df))
     return Comparison(other, math.expm1(d), math.expm1(d - half), math.expm1(d + half), p, d, se, steps)
 
 
@@ -192,6 +241,7 @@ class Race:
     dropped: dict[str, str] = field(default_factory=dict)  # point id -> why
     rounds: int = 0  # steps taken: rounds of the configs short of samples, then duels
     measured: int = 0  # race measurements proposed
+    releveled: int = 0  # of them, those that re-found a moved config's level: the load search's work, not the budget's
     verdict: str = ""
     winner: str | None = None
     comparisons: list[Comparison] = field(default_factory=list)
@@ -201,7 +251,6 @@ class Race:
     ahead: str | None = None  # the leader when the race was decided (the recheck may change who leads)
     _rechecked: bool = False
     _steps: dict[Trial, int] = field(default_factory=dict)  # each reading's block: its step, or OPENING
-    _opened: bool = False  # past the first rounds: each step is a block of its own
     _steps_up: dict[tuple[str, float, int], tuple[float, float] | None] = field(default_factory=dict)
     _fitted: tuple[tuple[int, tuple[float, ...]], Fit | None] | None = None  # the last fit, and what it was of
 
@@ -217,6 +266,11 @@ class Race:
     def budget(self) -> int:
         return self.max_rounds * len(self.entrants)
 
+    @property
+    def left(self) -> int:
+        """What is left of the budget."""
+        return self.budget + self.releveled - self.measured
+
     def propose(self) -> list[Trial]:
         if not self.verdict:
             order = self._next()
@@ -224,7 +278,7 @@ class Race:
                 self.rounds += 1
                 self.measured += len(order)
                 trials = [self.history.trial(p, self.entrants[p], "race") for p in order]
-                self._steps.update(dict.fromkeys(trials, self.rounds if self._opened else OPENING))
+                self._steps.update(dict.fromkeys(trials, self.rounds))
                 return trials
         return self._recheck()
 
@@ -237,16 +291,17 @@ class Race:
                 self._drop(point, f"{failures} measurements failed: {outcomes[-1].error}")
         if len(self.survivors) <= 1:
             return self._finish(ALONE if len(self.entrants) == 1 else CLEAR)
-        spent = self.measured >= self.budget if self.sequential else self.rounds >= self.max_rounds
+        spent = self.left <= 0 if self.sequential else self.rounds >= self.max_rounds
         self._over_slo()
         if len(self.survivors) <= 1:
             return self._finish(CLEAR if self.survivors else NONE)
         if not self.sequential and not spent:
             return self._rotated(self.survivors)
         short = [p for p in self.survivors if len(self._samples(p)) < self.min_samples]
-        self._opened = self._opened or not short
         if short and (not spent or any(p in self.moves for p in short)):  # the first rounds, or a level moved
             leader = self.leader
+            moved = [p for p in short if p in self.moves]
+            self.releveled += len(moved) + (leader not in short and len(moved) == len(short))
             return self._rotated(short + ([leader] if leader not in short else []))
         model = self._eliminate()
         if len(self.survivors) == 1:
@@ -262,7 +317,7 @@ class Race:
         if duel.low > -self.margin:
             return self._finish(EQUIVALENT, candidate)
         corrected = self.alpha / (len(self.survivors) - 1)
-        drop, _ = chances(duel, self.margin, corrected, max(0, self.budget - self.measured) // 2)
+        drop, _ = chances(duel, self.margin, corrected, max(0, self.left) // 2)
         _, within = chances(duel, self.margin, self.alpha, SOON)
         if spent or not self.sequential or (drop < FUTILE and within < LIKELY):
             return self._finish(UNDECIDED, candidate)
@@ -428,7 +483,7 @@ class Race:
         if not self.sequential:
             return len(self.survivors) * (self.max_rounds - self.rounds) + 1
         short = sum(max(0, self.min_samples - len(self._samples(p))) for p in self.survivors)
-        return short + min(4, self.budget - self.measured) + 1
+        return short + min(4, self.left) + 1
 
     def record(self) -> dict[str, Any]:
         return {
@@ -440,6 +495,7 @@ class Race:
                 "rounds": self.rounds,
                 "measured": self.measured,
                 "budget": self.budget,
+                "releveled": self.releveled,
                 "duels": self.duels,
                 "leader": self.ahead,
                 "verdict": self.verdict,
