@@ -14,6 +14,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from perf.modelconfig import ModelConfig, from_json, to_json
 from perf.repository import Repository, auto_completed, emit_libtorch, open_repository, stage
 
 LOCALHOST = "127.0.0.1"
+SHM = "/dev/shm"  # where POSIX shared memory lives on Linux
 DOCKER_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"  # Triton 2.51.0, as embedded
 # What the python-backend models import inside NVIDIA's container (the seed's list, less
 # torchvision: the classifier runs on libtorch there).
@@ -191,15 +193,20 @@ def _check_ports(host_: str, ports: Ports) -> None:
 
 def _process_tree_stop(proc: subprocess.Popen, grace: float) -> None:
     """SIGTERM, then SIGKILL after ``grace`` seconds, for the process and every descendant,
-    python stubs included (they outlive a killed server otherwise)."""
+    python stubs included (they outlive a killed server otherwise); with no grace, SIGKILL
+    for all at once."""
     try:
         family = psutil.Process(proc.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         family = []
+    if not grace:
+        for member in family:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                member.kill()
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM if grace else signal.SIGKILL)
         try:
-            proc.wait(grace)
+            proc.wait(grace or None)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -328,6 +335,8 @@ class EmbeddedServer(_LaunchedServer):
     overrides: dict[str, ModelConfig] = field(default_factory=dict, repr=False)
     profile: str | None = None  # serve MODEL/configs/PROFILE.pbtxt where a model has one
     staged: Repository | None = field(default=None, init=False, repr=False)
+    # the python backend's shared memory regions are named by it: this server's stop removes them
+    shm_prefix: str = field(default_factory=lambda: f"perf_{uuid.uuid4().hex[:12]}_", init=False, repr=False)
 
     def argv(self, tool: tools.Tools, repository: Repository) -> list[str]:
         loads = self.models_to_load if self.models_to_load is not None else ["*"]
@@ -347,6 +356,7 @@ class EmbeddedServer(_LaunchedServer):
             "--strict-readiness=true",
             "--exit-timeout-secs=10",
             *([] if auto_completed(repository) else ["--disable-auto-complete-config"]),
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
             *self.extra_args,
         ]
 
@@ -360,6 +370,16 @@ class EmbeddedServer(_LaunchedServer):
         self.staged = stage(source, self.workdir / "repository", len(host.gpus()), self.overrides)
         process = _Process(self.argv(tool, self.staged), self.workdir / "triton.log")
         self._launch(process, timeout, tool.server_env())
+
+    def stop(self) -> None:
+        """Killed outright: the server and its staged repository are perf's own, and an orderly
+        exit finalizes the python instances one after another, 1.5 s each (6 s at the end of a
+        sweep of five configs side by side). The shared memory the python backend would have
+        removed on its way out is removed here, by this server's prefix: so too after a crash."""
+        if self._process is not None:
+            self._process.stop(grace=0)
+        for region in Path(SHM).glob(f"{self.shm_prefix}*"):
+            region.unlink(missing_ok=True)
 
 
 @dataclass

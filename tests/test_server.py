@@ -42,6 +42,27 @@ def test_start_and_stop_leave_no_process_behind(tmp_path: Path) -> None:
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family)
 
 
+def test_a_crashed_server_leaves_no_shared_memory_behind(tmp_path: Path) -> None:
+    """Triton killed outright (a crash, caused for real) cannot remove its python stubs'
+    shared memory regions; perf names them by the server and removes them at its stop, as
+    it removes them at every stop (an orderly exit would cost seconds)."""
+    server = EmbeddedServer(REPO, ports=free_ports(), workdir=tmp_path, models_to_load=["preprocessor"])
+    server.start()
+
+    def regions() -> list[Path]:
+        return sorted(Path("/dev/shm").glob(f"{server.shm_prefix}*"))
+
+    try:
+        assert regions(), "the python backend names its regions by this server's prefix"
+        assert server.pid is not None
+        psutil.Process(server.pid).kill()
+        psutil.Process(server.pid).wait(10)
+        assert regions(), "left by the crash"
+    finally:
+        server.stop()
+    assert regions() == [] and processes_mentioning(str(tmp_path)) == []
+
+
 def test_failed_start_shows_the_log_and_leaves_no_process(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(REPO, repo)
