@@ -174,7 +174,7 @@ def test_cheap_configs_two_margins_behind_a_drifting_machine_lose_most_races() -
         strat = strategy(list(configs), (1.0, 2.0, 4.0), None, None, costs)
         run(strat, configs, seed, noise=0.023, drift=0.06)
         winners.append(race_of(strat).winner)
-    assert winners.count("c2_8") >= 30, winners
+    assert winners.count("c2_8") >= 28, winners
 
 
 def test_a_step_is_judged_by_the_spread_of_steps_not_by_the_openings_drift() -> None:

@@ -69,7 +69,7 @@ from perf.search.cost import Cost, cheapest
 from perf.search.load import KNEE
 
 ALPHA = 0.05
-FUTILE = 0.1  # a duel goes on only while the chance that it drops the cheapest is at least this,
+FUTILE = 0.2  # a duel goes on only while the chance that it drops the cheapest is at least this,
 SOON, LIKELY = 2, 0.5  # or while two more steps would likely show it within the margin
 MARGIN = 0.05
 MIN_SAMPLES = 3
