@@ -180,6 +180,11 @@ def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
     if floor is not None:
         lines.append(f"Noise floor: the same config measured again at the same level varies by {floor:.1%} "
                      "(pooled coefficient of variation of throughput).")  # fmt: skip
+    spread = race.get("spread", {})
+    if "steps" in spread and spread["steps"] < spread["search"]:
+        lines.append(f"Within the race's steps, measured one after the other, readings vary by {spread['steps']:.1%} "
+                     f"about the fit, against {spread['search']:.1%} for the load search's, minutes apart: the "
+                     "race compares configs within its steps, where the machine's drift cancels.")  # fmt: skip
     if race.get("recheck") is not None:
         drift = race["recheck"] / best.throughput - 1
         lines.append(f"Measured once more at the end: {race['recheck']:.1f} infer/s ({_percent(drift)} from its mean).")

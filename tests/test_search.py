@@ -169,12 +169,15 @@ def test_cheap_configs_two_margins_behind_a_drifting_machine_lose_most_races() -
                "c2_16": Config(2, 550), "base": Config(2, 545)}  # fmt: skip
     costs = {"c1_8": Cost(1, 0, 8), "c1_16": Cost(1, 0, 16), "c2_8": Cost(2, 0, 8), "c2_16": Cost(2, 0, 16),
              "base": Cost(2, 0, 64)}  # fmt: skip
-    winners = []
+    winners, apart = [], 0
     for seed in range(40):
         strat = strategy(list(configs), (1.0, 2.0, 4.0), None, None, costs)
         run(strat, configs, seed, noise=0.023, drift=0.06)
         winners.append(race_of(strat).winner)
+        spread = race_of(strat).record()["race"]["spread"]
+        apart += "steps" in spread and spread["steps"] < spread["search"]
     assert winners.count("c2_8") >= 28, winners
+    assert apart >= 25, "the report says how much less readings vary within a step"
 
 
 def test_a_step_is_judged_by_the_spread_of_steps_not_by_the_openings_drift() -> None:

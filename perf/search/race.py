@@ -505,8 +505,18 @@ class Race:
                 "comparisons": [c.__dict__ for c in self.comparisons],
                 "recheck": self.recheck,
                 "to_slo": self._carried(),
+                "spread": self.spread(),
             }
         }
+
+    def spread(self) -> dict[str, float]:
+        """How much readings vary about the fit (relative: the log scale's standard deviation):
+        the load search's and the race's steps' apart where each has its own, else pooled."""
+        model = self._fit()
+        if model is None:
+            return {}
+        sd = np.sqrt(model.variances)
+        return {"search": float(sd[0]), "steps": float(sd[1])} if len(sd) == 2 else {"pooled": float(sd[0])}
 
 
 def _mean(values: list[float]) -> float:
