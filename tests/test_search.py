@@ -163,8 +163,9 @@ def test_cheap_configs_two_margins_behind_a_drifting_machine_lose_most_races() -
     """Model Analyzer's classifier grid as this machine serves it: the two one-instance configs
     11 % behind the two-instance ones, at a 5 % margin, readings 2.3 % apart within a step and
     a drift of 6 % over minutes. Each must be shown behind within five rounds' budget, one
-    duel after the other. Judged by one spread for the opening's readings and the steps', the
-    race found the answer in 24 of these 40 seeds."""
+    duel after the other. These 40 seeds give the answer in 28 races; judged by one spread
+    for the load search's readings and the race's, with its first rounds one block, in 24
+    (over 400 seeds: 58 % against 45 %, bench/race_sim.py)."""
     configs = {"c1_8": Config(2, 490), "c1_16": Config(2, 490), "c2_8": Config(2, 540),
                "c2_16": Config(2, 550), "base": Config(2, 545)}  # fmt: skip
     costs = {"c1_8": Cost(1, 0, 8), "c1_16": Cost(1, 0, 16), "c2_8": Cost(2, 0, 8), "c2_16": Cost(2, 0, 16),
@@ -183,8 +184,8 @@ def test_cheap_configs_two_margins_behind_a_drifting_machine_lose_most_races() -
 def test_a_step_is_judged_by_the_spread_of_steps_not_by_the_openings_drift() -> None:
     """An opening spread by drift (readings 8 % apart), then six steps measuring a config 10 %
     behind the leader beside it, 1 % apart: the steps show it behind by more than the 5 %
-    margin. One spread for both kinds would be the opening's: p = 0.03, short of the 0.05 / 3
-    a race of four drops at."""
+    margin, enough for a race of four to drop it (p under 0.05 / 3). One spread for both kinds
+    would be mostly the opening's: p = 0.03."""
     opening = [("a", 0, 300.0), ("b", 0, 250.0), ("a", 0, 270.0), ("b", 0, 285.0), ("a", 0, 330.0), ("b", 0, 262.0),
                ("c", 0, 290.0), ("c", 0, 310.0), ("c", 0, 265.0)]  # fmt: skip
     steps = [(p, step, t * m * (1.01 if (step + (p == "b")) % 2 else 0.99))
@@ -193,7 +194,7 @@ def test_a_step_is_judged_by_the_spread_of_steps_not_by_the_openings_drift() -> 
     model = fit(opening + steps)
     assert model is not None and len(model.variances) == 2 and model.variances[0] > 10 * model.variances[1]
     c = compare(model, "a", "b", 0.05, margin=0.05)
-    assert c.difference == pytest.approx(-0.1, abs=0.01) and c.p_behind < 0.001, c
+    assert c.difference == pytest.approx(-0.1, abs=0.01) and c.p_behind < 0.05 / 3, c
 
 
 def test_a_config_that_only_wins_at_high_load_is_found_at_its_level() -> None:

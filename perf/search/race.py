@@ -37,20 +37,20 @@ winner is measured once more, last, to catch drift over the race. With ``sequent
 (``--repeats N``) every config is measured in full rounds and the same rule decides once.
 
 **Duels compared within steps, not across the race.** A shared machine drifts: on these two
-cores a config's throughput moves 7 to 10 % between measurements a minute apart, against 2 to
-3 % within one, and readings taken one after another move together (their correlation up to
-0.7 in the recorded races). So log throughput is fitted as a config effect plus a block effect
-(weighted least squares, statsmodels), and a comparison is the difference of two config
-effects. The load search's readings are one block (spread over minutes, nothing to pair); each
-of the race's steps (a round, a duel's two, or a config moved a level measured beside the
-leader) is a block of its own, so the drift its readings share cancels as in a paired test,
-while every reading still counts. The two kinds scatter differently (in three of five recorded
-races of Model Analyzer's grid, 5 to 9 % against 3 to 5 %), so each has its own variance where
-its readings leave enough to estimate it, and a comparison's degrees of freedom follow both
-(Welch-Satterthwaite). Load-search readings taken on other servers (``--servers``, several
-``--url``) are a block per server: a server's speed is a factor, so it cancels from the
-comparisons of configs it measured and never ranks one config against another measured
-elsewhere; the race's own readings are all the first server's.
+cores a config's throughput moves 7 to 10 % between measurements a minute apart, against 2 to 3
+% within one, and readings taken one after another move together (their correlation up to 0.7
+in the recorded races). So log throughput is fitted as a config effect plus a block effect
+(least squares, statsmodels), and a comparison is the difference of two config effects. The
+load search's readings are one block (spread over minutes, nothing to pair); each of the race's
+steps (a round, a duel's two, or a config moved a level measured beside the leader) is a block
+of its own, so the drift its readings share cancels as in a paired test, while every reading
+still counts. The two kinds scatter differently (in three of five recorded races of Model
+Analyzer's grid, 5 to 9 % against 3 to 5 %), so each has its own variance where its readings
+leave enough to estimate it: a comparison's spread is figured from both, and its degrees of
+freedom follow both (Welch-Satterthwaite). Load-search readings taken on other servers
+(``--servers``, several ``--url``) are a block per server: a server's speed is a factor, so it
+cancels from the comparisons of configs it measured and never ranks one config against another
+measured elsewhere; the race's own readings are all the first server's.
 """
 
 from __future__ import annotations
@@ -106,7 +106,6 @@ class Fit:
     result: Any  # statsmodels' RegressionResults
     points: list[str]  # the design's first columns, in order
     steps: dict[str, set[int]]  # point -> the steps that measured it
-    weights: np.ndarray  # each reading's weight in the fit
     kinds: np.ndarray  # each reading's kind: 0 the opening, 1 a step's (one kind where pooled)
     variances: np.ndarray  # each kind's residual variance
     dfs: np.ndarray  # and its residual degrees of freedom
@@ -120,7 +119,7 @@ class Fit:
         from few readings counts for little)."""
         c = np.zeros(len(self.result.params))
         c[self.points.index(other)], c[self.points.index(leader)] = 1, -1
-        influence = (self.result.model.exog @ (self.result.normalized_cov_params @ c)) * self.weights
+        influence = self.result.model.exog @ (self.result.normalized_cov_params @ c)
         parts = np.bincount(self.kinds, influence**2, minlength=len(self.variances)) * self.variances
         variance = float(parts.sum())
         df = variance**2 / float(np.sum(parts**2 / self.dfs)) if variance > 0 else float(self.dfs.sum())
@@ -128,19 +127,21 @@ class Fit:
 
 
 def fit(readings: list[tuple[str, int, float]]) -> Fit | None:
-    """Weighted least squares of log throughput on a config and a step factor, over
-    ``readings`` (point, step, throughput). Steps with one reading say nothing of a difference
-    and are left out; None where no spread is left to judge by (no residual degree of freedom).
+    """Least squares of log throughput on a config and a step factor, over ``readings``
+    (point, step, throughput). Steps with one reading say nothing of a difference and are left
+    out; None where no spread is left to judge by (no residual degree of freedom).
 
     The opening's readings (the load search's, spread over minutes) scatter more than a step's,
     taken one after the other (in three of five recorded races of Model Analyzer's grid; in
     the other two the steps scattered as much or more). One spread for both judges every
     duel by the opening's drift: in one of those races a config 11 % behind was dropped
     after eight duel steps where six would have done. So each kind has its own variance,
-    estimated from its residuals with the degrees of freedom its readings leave (the
-    weights refined twice), where each kind leaves at least ``MIN_DF``; else one variance
-    is pooled."""
-    from statsmodels.regression.linear_model import WLS  # 0.1 s to import: only where a race runs
+    estimated from its residuals with the degrees of freedom its readings leave, where each
+    kind leaves at least ``MIN_DF``; else one variance is pooled. The effects stay those of
+    plain least squares: weighing the readings by variances estimated from a few residuals
+    made the drop test reject 6 to 8 % of the time at alpha = 0.05 (a config exactly at the
+    margin, 2,000 draws), where this rejects 4.4 to 5.6 %."""
+    from statsmodels.regression.linear_model import OLS  # 0.1 s to import: only where a race runs
 
     sizes = Counter(step for _, step, _ in readings)
     kept = [(p, s, t) for p, s, t in readings if sizes[s] > 1 and t > 0]
@@ -158,33 +159,21 @@ def fit(readings: list[tuple[str, int, float]]) -> Fit | None:
     for point, step, _ in kept:
         measured[point].add(step)
     kinds = np.array([int(s > OPENING) for _, s, _ in kept])
-    weights = np.ones(len(kept))
-    for _ in range(3):
-        result = WLS(y, design, weights=weights).fit()
-        spread = _spread(result, weights, kinds)
-        if spread is None:
-            break
-        weights = 1 / spread[0][kinds]
-    else:
-        return Fit(result, points, measured, weights, kinds, *spread)
-    kinds, weights = np.zeros(len(kept), dtype=int), np.ones(len(kept))  # pooled
-    result = WLS(y, design, weights=weights).fit()
-    variances, dfs = _spread(result, weights, kinds) or (np.zeros(1), np.zeros(1))
-    return Fit(result, points, measured, weights, kinds, variances, dfs)
+    result = OLS(y, design).fit()
+    variances, dfs = _spread(result, kinds)
+    if len(dfs) < 2 or dfs.min() < MIN_DF or variances.min() <= 0:
+        kinds = np.zeros(len(kept), dtype=int)  # one variance, pooled
+        variances, dfs = _spread(result, kinds)
+    return Fit(result, points, measured, kinds, variances, dfs)
 
 
-def _spread(result: Any, weights: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Each kind's residual variance and degrees of freedom (its readings less their
-    leverage); None where there are two kinds and one leaves under ``MIN_DF`` of them, or
-    no spread."""
+def _spread(result: Any, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each kind's residual variance and degrees of freedom (its readings less their leverage)."""
     design = result.model.exog
-    leverage = weights * np.einsum("ij,jk,ik->i", design, result.normalized_cov_params, design)
-    count = kinds.max() + 1
-    dfs = np.bincount(kinds, 1 - leverage, minlength=count)
-    squares = np.bincount(kinds, (result.model.endog - design @ result.params) ** 2, minlength=count)
-    if count > 1 and (dfs.min() < MIN_DF or squares.min() <= 0):
-        return None
-    return squares / dfs, dfs
+    leverage = np.einsum("ij,jk,ik->i", design, result.normalized_cov_params, design)
+    dfs = np.bincount(kinds, 1 - leverage)
+    squares = np.bincount(kinds, result.resid**2)
+    return np.divide(squares, dfs, out=np.zeros_like(squares), where=dfs > 0), dfs
 
 
 def compare(model: Fit, leader: str, other: str, alpha: float, margin: float = 0.0) -> Comparison:
