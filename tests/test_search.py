@@ -241,6 +241,32 @@ def test_one_flat_doubling_does_not_end_the_probe() -> None:
     assert [t.level for t, _ in search.history.told] == [1, 2, 4, 8, 16, 32]
 
 
+def test_a_crash_is_measured_again_and_a_config_that_crashes_twice_is_given_up() -> None:
+    """A server killed under a config's first probe must not strike the config from the sweep:
+    the level is measured once more, and the search goes on. A config that crashes Triton
+    twice at one level is given up there, with the reason."""
+    configs = {"a": Config(10, 300)}
+
+    def searched(crashes: dict[int, int]) -> LoadSearch:
+        search = LoadSearch("a", History(), 40)
+        while batch := search.propose():
+            for trial in batch:
+                level = int(trial.level)
+                if crashes.get(level, 0) > trial.repeat:
+                    search.tell(trial, Outcome("crashed", error="Triton exited"))
+                else:
+                    search.tell(trial, Outcome("ok", *configs["a"].at(trial.level)))
+        return search
+
+    once = searched({1: 1})
+    assert [(t.level, t.repeat) for t, _ in once.history.told][:3] == [(1, 0), (1, 1), (2, 0)]
+    assert once.level == searched({}).level is not None, "the same level as without the crash"
+    twice = searched({1: 2})
+    assert twice.level is None and "crashed at concurrency 1" in twice.reason
+    later = searched({4: 2})
+    assert [t.level for t, _ in later.history.told][-1] == 3 and later.level == 3, "bisected below it, as over the SLO"
+
+
 def test_load_search_brackets_and_bisects_when_the_slo_breaks_before_the_knee() -> None:
     configs = {"a": Config(10, 1000)}  # p99 = 16 ms until 10 in flight, then grows
     search = LoadSearch("a", strategy(["a"], None, None, None, {}).first.history, 40)  # type: ignore[attr-defined]

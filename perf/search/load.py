@@ -9,6 +9,11 @@ highest level measured within the SLO (with no SLO, the highest measured): in a 
 more requests in flight never serve fewer, so a single reading that says otherwise is noise.
 Picking a lower level "as fast" on single readings puts configs at levels that noise chose,
 several per cent below their capacity, and the race then ranks levels rather than settings.
+
+A measurement Triton's exit cut short is measured once more on the fresh server: a crash may
+come from outside (a server killed, the host out of memory for a moment), and one crash at
+concurrency 1 would otherwise strike the config from the sweep. A config that crashes Triton
+twice at the same level is given up there.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from perf.results import OK
+from perf.results import CRASHED, OK
 from perf.search import History, Outcome, Trial
 
 KNEE = 0.05
@@ -38,6 +43,7 @@ class LoadSearch:
     _probing: bool = True
     _bisections: int = 0
     _flat: int = 0  # doublings in a row that added under ``knee``
+    _again: int | None = None  # a level whose measurement a crash cut short, measured once more
     done: bool = False
     reason: str = ""
 
@@ -54,6 +60,9 @@ class LoadSearch:
     def _next_level(self) -> int | None:
         if self._pending is None:
             return 1
+        if self._again is not None:
+            level, self._again = self._again, None
+            return level
         if self._probing:
             return self._low * 2
         if self._high is None or self._bisections >= self.bisect_steps or self._high - self._low <= 1:
@@ -64,6 +73,10 @@ class LoadSearch:
     def tell(self, trial: Trial, outcome: Outcome) -> None:
         self.history.add(trial, outcome)
         level = int(trial.level)
+        crashes = sum(o.status == CRASHED for o in self.history.outcomes(self.point_id, trial.level))
+        if outcome.status == CRASHED and crashes == 1:
+            self._again = level
+            return
         if not outcome.meets(self.slo_p99_ms):
             self._high = level
             if self._low == 0:  # not even one request at a time
