@@ -161,6 +161,10 @@ def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
         lines.insert(0, "The only config with a load level that meets the SLO.")
     else:
         headline += " (the cheapest of the configs it could not be told apart from)"
+        for point, difference in race.get("passed", {}).items():
+            lines.append(f"{name(point)} costs less, but measured {-difference:.1%} behind {leader}: more likely "
+                         f"than not behind by more than {margin}, though not shown so at 95 % confidence; passed "
+                         "over.")  # fmt: skip
         warnings.append(f"After {measured}, {leader} measured faster, but it was neither shown ahead by more than "
                         f"{margin} nor within {margin}; more measurements were unlikely to settle it at this noise. "
                         "Raise --max-rounds or --margin to try.")  # fmt: skip
@@ -205,6 +209,9 @@ def race_rows(findings: Findings) -> list[dict[str, str]]:
             outcome = f"won ({race['verdict']})"
         elif point in race.get("dropped", {}):
             outcome = "dropped, " + race["dropped"][point]
+        elif point in race.get("passed", {}):
+            outcome = f"passed over: cheaper, but measured {-race['passed'][point]:.1%} behind, likely more than " \
+                f"the {race['margin']:.0%} margin"  # fmt: skip
         elif point in race.get("survivors", []):
             outcome = "survived: as fast, costs more" if race["verdict"] in (EQUIVALENT, LEADS) else \
                 f"survived: not shown more than {race['margin']:.0%} behind; costs more"  # fmt: skip

@@ -163,21 +163,25 @@ def test_cheap_configs_two_margins_behind_a_drifting_machine_lose_most_races() -
     """Model Analyzer's classifier grid as this machine serves it: the two one-instance configs
     11 % behind the two-instance ones, at a 5 % margin, readings 2.3 % apart within a step and
     a drift of 6 % over minutes. Each must be shown behind within five rounds' budget, one
-    duel after the other. These 40 seeds give the answer in 28 races; judged by one spread
-    for the load search's readings and the race's, with its first rounds one block, in 24
-    (over 400 seeds: 58 % against 45 %, bench/race_sim.py)."""
+    duel after the other, or, the budget spent, be more likely than not behind by more than
+    the margin. These 40 seeds give the answer in 33 races; with the second one-instance
+    config winning whenever not shown behind, in 28; judged by one spread for the load
+    search's readings and the race's, with its first rounds one block, in 24 (over 400 seeds:
+    69 %, 58 % and 45 %, bench/race_sim.py)."""
     configs = {"c1_8": Config(2, 490), "c1_16": Config(2, 490), "c2_8": Config(2, 540),
                "c2_16": Config(2, 550), "base": Config(2, 545)}  # fmt: skip
     costs = {"c1_8": Cost(1, 0, 8), "c1_16": Cost(1, 0, 16), "c2_8": Cost(2, 0, 8), "c2_16": Cost(2, 0, 16),
              "base": Cost(2, 0, 64)}  # fmt: skip
-    winners, apart = [], 0
+    winners, apart, passed = [], 0, 0
     for seed in range(40):
         strat = strategy(list(configs), (1.0, 2.0, 4.0), None, None, costs)
         run(strat, configs, seed, noise=0.023, drift=0.06)
         winners.append(race_of(strat).winner)
         spread = race_of(strat).record()["race"]["spread"]
         apart += "steps" in spread and spread["steps"] < spread["search"]
-    assert winners.count("c2_8") >= 28, winners
+        passed += all(d < -0.05 for d in race_of(strat).passed.values()) and bool(race_of(strat).passed)
+    assert winners.count("c2_8") >= 32, winners
+    assert passed >= 3, "unsettled duels passed over one-instance configs measured past the margin"
     assert apart >= 25, "the report says how much less readings vary within a step"
 
 
