@@ -160,14 +160,18 @@ def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
     elif race["verdict"] == ALONE:
         lines.insert(0, "The only config with a load level that meets the SLO.")
     else:
-        headline += " (the cheapest of the configs it could not be told apart from)"
-        for point, difference in race.get("passed", {}).items():
+        passed = race.get("passed", {})
+        headline += f" (the cheapest config not likely behind the fastest by more than {margin})" if passed else \
+            " (the cheapest of the configs it could not be told apart from)"  # fmt: skip
+        for point, difference in passed.items():
             lines.append(f"{name(point)} costs less, but measured {-difference:.1%} behind {leader}: more likely "
                          f"than not behind by more than {margin}, though not shown so at 95 % confidence; passed "
                          "over.")  # fmt: skip
-        warnings.append(f"After {measured}, {leader} measured faster, but it was neither shown ahead by more than "
-                        f"{margin} nor within {margin}; more measurements were unlikely to settle it at this noise. "
-                        "Raise --max-rounds or --margin to try.")  # fmt: skip
+        unsettled = f"{', '.join(name(p) for p in passed)} could be shown neither behind it by more than {margin}" \
+            if race["leader"] == best.point_id else \
+            f"{leader} measured faster, but it was neither shown ahead by more than {margin}"  # fmt: skip
+        warnings.append(f"After {measured}, {unsettled} nor within {margin}; more measurements were unlikely to "
+                        "settle it at this noise. Raise --max-rounds or --margin to try.")  # fmt: skip
     if budgeted := findings.run.search.get("budgeted"):
         lines.append(f"Searched {budgeted['measured']} of {budgeted['space']} configs with {budgeted['strategy']} "
                      f"(budget {budgeted['budget']}), then raced the best; the search stopped: "
