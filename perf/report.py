@@ -168,7 +168,7 @@ def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
                          f"than not behind by more than {margin}, though not shown so at 95 % confidence; passed "
                          "over.")  # fmt: skip
         unsettled = f"{', '.join(name(p) for p in passed)} could be shown neither behind it by more than {margin}" \
-            if race["leader"] == best.point_id else \
+            if race.get("leader") == best.point_id else \
             f"{leader} measured faster, but it was neither shown ahead by more than {margin}"  # fmt: skip
         warnings.append(f"After {measured}, {unsettled} nor within {margin}; more measurements were unlikely to "
                         "settle it at this noise. Raise --max-rounds or --margin to try.")  # fmt: skip
