@@ -4,11 +4,13 @@ significance and ties, the Pareto front, the gain over the baseline, the two-par
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from perf import analysis
+from perf import analysis, findings, report
+from perf.results import Run
 
 
 def table(rows: list[tuple[str, str, int, float, float]]) -> pd.DataFrame:
@@ -146,3 +148,21 @@ def test_a_races_winner_is_recommended_at_its_searched_level() -> None:
     assert (choice.best.point_id, choice.best.load_level) == ("b", "4"), "the race's choice, not the fastest"
     assert (choice.runner_up.point_id, choice.runner_up.load_level) == ("a", "2"), "at its level, not at 4"
     assert choice.race is race
+
+
+def test_an_unsettled_race_says_which_cheaper_config_it_passed_over() -> None:
+    """A race that ended undecided and passed over a cheaper config measured 5.8 % behind: the
+    headline does not call the winner the cheapest of those it could not be told apart from,
+    the summary names the config passed over and by how much, and the race table marks it."""
+    rows = [(p, "4", r, t + r, 20.0) for p, t in (("a", 250), ("b", 236), ("c", 200)) for r in range(3)]
+    race = {"entrants": {"a": 4.0, "b": 4.0, "c": 4.0}, "survivors": ["a", "b"], "winner": "a", "leader": "a",
+            "dropped": {"c": "round 3: behind a by 20%"}, "verdict": "undecided", "margin": 0.05, "measured": 12,
+            "passed": {"b": -0.058}}  # fmt: skip
+    searched = {"race": race, "load_search": {p: {"level": 4.0, "reason": ""} for p in "abc"}}
+    found = findings.find(Run(Path("run"), table(rows), {"model": "m", "params": ["x"]}, {}, searched))
+    said = report.verdict(found)
+    assert "not likely behind the fastest by more than 5%" in str(said["headline"])
+    assert any("x=b costs less, but measured 5.8% behind" in line and "passed over" in line for line in said["lines"])
+    assert any(w.startswith("After 12 race measurements, x=b could be shown neither behind") for w in said["warnings"])
+    outcomes = {row["label"]: row["outcome"] for row in report.race_rows(found)}
+    assert outcomes["x=b"].startswith("passed over: cheaper, but measured 5.8% behind"), outcomes
