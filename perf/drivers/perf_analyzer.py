@@ -5,7 +5,8 @@ perf keeps its own statistics: perf_analyzer runs a fixed number of windows with
 rule switched off (a bound no pair of windows can break), and every row carries the windows'
 count, the requests they held and their throughput's spread. A noisy machine widens that
 spread; it never costs the row. Where perf_analyzer still gives up (a window in which no
-request finished), the row is computed from the windows it printed."""
+request finished), the row is computed from the windows it printed; where it stops at such a
+window before printing enough of them, the level is measured again in windows twice as long."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ LOAD_KINDS = ("concurrency", "request_rate")
 # windows asked for and reports them; whether they agree is perf's to judge, from their spread.
 NO_STABILITY_RULE = "100000"
 WINDOWS = 3  # perf_analyzer's stability window: it reports the last three windows
+MAX_WINDOW_MS = 10_000  # windows that held no finished request are doubled up to this
 # Its verbose line for each window, e.g. "Pass [2] throughput: 176.357 infer/sec. Avg latency: 11318 usec".
 _PASS = re.compile(r"Pass \[(\d+)\] throughput: ([0-9.]+) infer/sec\. Avg latency: ([0-9.]+) usec")
 _REQUESTS = re.compile(r"Request count: (\d+)")
@@ -55,6 +57,10 @@ _REQUESTS = re.compile(r"Request count: (\d+)")
 
 class PerfAnalyzerError(DriverError):
     """perf_analyzer failed; the message carries its own explanation."""
+
+
+class EmptyWindowError(PerfAnalyzerError):
+    """perf_analyzer stopped at a window in which no request finished."""
 
 
 def write_input_data(images: list[bytes], path: Path, input_name: str = "RAW_IMAGE") -> Path:
@@ -157,9 +163,23 @@ class PerfAnalyzer:
             self._run(self.argv(level, Path(tmp) / "pa.csv", kind, windows=1))
 
     def run(self, level: float, kind: str = "concurrency") -> dict[str, float]:
-        """Measure one load level (a concurrency, or a request rate per second)."""
+        """Measure one load level (a concurrency, or a request rate per second). A window in
+        which no request finished stops perf_analyzer ("use a larger time window"): on a busy
+        machine, or at a level deep enough, one request can outlast a window. The level is then
+        measured again in windows twice as long, up to ``MAX_WINDOW_MS``: noise must not cost
+        the row; a server that finishes nothing in such a window has failed."""
+        window = None
+        while True:
+            try:
+                return self._measure(level, kind, window)
+            except EmptyWindowError:
+                window = 2 * (window or self.measurement_interval_ms)
+                if window > MAX_WINDOW_MS:
+                    raise
+
+    def _measure(self, level: float, kind: str, window_ms: int | None) -> dict[str, float]:
         with tempfile.TemporaryDirectory(prefix="perf-pa-") as tmp:
-            return self._run(self.argv(level, Path(tmp) / "pa.csv", kind))
+            return self._run(self.argv(level, Path(tmp) / "pa.csv", kind, window_ms=window_ms))
 
     def _run(self, argv: list[str]) -> dict[str, float]:
         csv_path = Path(argv[argv.index("-f") + 1])
@@ -182,7 +202,8 @@ class PerfAnalyzer:
                     **({"requests": int(requests.group(1))} if requests else {})}  # fmt: skip
         if "Failed to obtain stable measurement" in output and any(t > 0 for t, _ in passes):
             return from_passes(passes)
-        raise PerfAnalyzerError(f"perf_analyzer failed: {_error_lines(output)}")
+        error = EmptyWindowError if "No valid requests recorded" in output else PerfAnalyzerError
+        raise error(f"perf_analyzer failed: {_error_lines(output)}")
 
 
 def parse_passes(output: str) -> list[tuple[float, float]]:
