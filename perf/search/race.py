@@ -309,11 +309,11 @@ class Race:
         duel = compare(model, leader, candidate, self.alpha, self.margin)
         if duel.low > -self.margin:
             return self._finish(EQUIVALENT, candidate)
+        if not self.sequential:  # every config measured alike: the drop test alone decides
+            return self._finish(UNDECIDED, candidate)
         corrected = self.alpha / (len(self.survivors) - 1)
         drop, _ = chances(duel, self.margin, corrected, max(0, self.left) // 2)
         _, within = chances(duel, self.margin, self.alpha, SOON)
-        if not self.sequential:  # every config measured alike: the drop test alone decides
-            return self._finish(UNDECIDED, candidate)
         if spent or (drop < FUTILE and within < LIKELY):
             return self._undecided(model, leader)
         return [candidate, leader] if self.rounds % 2 else [leader, candidate]
