@@ -200,6 +200,16 @@ def test_the_gateway_serves_on_uvloop_and_httptools_and_says_so(gateway: Gateway
     assert "/uvloop/loop." in libraries and "/httptools/parser/parser." in libraries
 
 
+def test_a_log_line_per_request_only_with_access_log(gateway: Gateway, server: EmbeddedServer, tmp_path: Path) -> None:
+    blobs, _ = synthetic_set(1, seed=21)
+    assert gateway.predict([("a.jpg", blobs[0])]).status_code == 200
+    with Gateway.perf(server.grpc_url, tmp_path / "gateway.log", "--access-log") as logging_gateway:
+        assert logging_gateway.predict([("a.jpg", blobs[0])]).status_code == 200
+        logged = logging_gateway.log_path.read_text()
+    assert '"POST /predict HTTP/1.1" 200' in logged
+    assert "POST /predict" not in gateway.log_path.read_text()
+
+
 def test_the_gateway_listens_on_loopback_only_by_default(gateway: Gateway) -> None:
     listening = [c.laddr for c in psutil.Process(gateway.proc.pid).net_connections() if c.status == "LISTEN"]
     assert listening
@@ -358,11 +368,22 @@ def test_a_damaged_image_is_refused_with_400_naming_it_after_triton_refuses_its_
     assert_serves(gateway)
 
 
-def test_top_k_outside_the_labels_is_refused_with_422(gateway: Gateway) -> None:
+@pytest.mark.parametrize("top_k", ["6", "0", "two", "2.5", ""])
+def test_a_top_k_that_is_not_a_class_count_is_refused_with_422(gateway: Gateway, top_k: str) -> None:
     blobs, _ = synthetic_set(1, seed=8)
-    response = gateway.predict([("a.jpg", blobs[0])], top_k=6)
+    response = gateway.predict([("a.jpg", blobs[0])], top_k=top_k)
     assert response.status_code == 422
-    assert response.json()["detail"] == "top_k must be from 1 to 5, not 6"
+    assert response.json() == {
+        "detail": f"top_k must be a whole number from 1 to 5, not {top_k!r}",
+        "reason": "bad_top_k",
+    }
+
+
+def test_the_openapi_schema_documents_top_k_and_the_upload(gateway: Gateway) -> None:
+    with gateway.client() as client:
+        predict = client.get("/openapi.json").json()["paths"]["/predict"]["post"]
+    assert [(p["name"], p["in"], p["schema"]["default"]) for p in predict["parameters"]] == [("top_k", "query", 3)]
+    assert "files" in predict["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
 
 
 def test_labels_that_do_not_match_the_model_give_502_naming_both(server: EmbeddedServer, tmp_path: Path) -> None:
