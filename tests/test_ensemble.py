@@ -15,7 +15,7 @@ from tritonclient.utils import InferenceServerException
 
 from perf.client import INPUT, OUTPUT, classify, infer_logits
 from perf.images import CLASSES, encode, read_and_pad_images, synthetic_image, synthetic_set
-from perf.server import EmbeddedServer
+from perf.server import EmbeddedServer, ServerError
 
 from .conftest import running_triton
 
@@ -64,10 +64,15 @@ def test_more_images_than_max_batch_size_are_split_into_calls(server: EmbeddedSe
     ],
     ids=["undecodable", "zero-length"],
 )
-def test_a_bad_row_fails_its_request_with_the_reason(server: EmbeddedServer, row: bytes, message: str) -> None:
-    jpegs, _ = synthetic_set(1, seed=4)
+@pytest.mark.parametrize("profile", ["server", "tuned"])
+def test_a_bad_row_fails_its_request_with_the_reason(
+    request: pytest.FixtureRequest, profile: str, row: bytes, message: str
+) -> None:
+    """The baseline decodes a request's rows one after the other, the tuned profile on threads
+    (``decode_threads``): either way the request fails naming its first bad row."""
+    jpegs, _ = synthetic_set(2, seed=4)
     with pytest.raises(InferenceServerException, match=message.replace("(", r"\(")):
-        infer_rows(server, read_and_pad_images([jpegs[0], row]))
+        infer_rows(request.getfixturevalue(profile), read_and_pad_images([jpegs[0], row, jpegs[1], row]))
 
 
 def test_a_zero_width_request_fails_with_the_reason(server: EmbeddedServer) -> None:
@@ -75,12 +80,13 @@ def test_a_zero_width_request_fails_with_the_reason(server: EmbeddedServer) -> N
         infer_rows(server, np.zeros((1, 0), np.uint8))
 
 
-@pytest.mark.parametrize("preprocessing", ["per_image", "batched"])
+@pytest.mark.parametrize(("preprocessing", "threads"), [("per_image", "1"), ("batched", "1"), ("batched", "3")])
 def test_bad_requests_in_a_dynamic_batch_do_not_fail_the_good_ones(
-    server: EmbeddedServer, labels: list[str], preprocessing: str
+    server: EmbeddedServer, labels: list[str], preprocessing: str, threads: str
 ) -> None:
     """Many concurrent one-image requests, every third not an image: the dynamic batcher
-    groups them, and each resolves on its own merits, in either implementation."""
+    groups them, and each resolves on its own merits, in either implementation, its images
+    decoded on one thread or on several."""
     jpegs, truth = synthetic_set(30, seed=6)
     rows = [b"\xff\xd8 broken jpeg" if i % 3 == 0 else jpegs[i] for i in range(30)]
 
@@ -95,6 +101,7 @@ def test_bad_requests_in_a_dynamic_batch_do_not_fail_the_good_ones(
     # A long queue delay makes the batcher wait for company, so batches surely form.
     patient.dynamic_batching.max_queue_delay_microseconds = 200_000
     patient.parameters["preprocessing"].string_value = preprocessing
+    patient.parameters["decode_threads"].string_value = threads
     server.load_model("preprocessor", patient)
     log_start = server.log_path.stat().st_size
     with server.client() as client:
@@ -120,6 +127,33 @@ def test_bad_requests_in_a_dynamic_batch_do_not_fail_the_good_ones(
         ]
     assert sum(executions) == 30
     assert max(executions) > 1, "images of different lengths share a batch (ragged batching)"
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"decode_threads": "0"}, "decode_threads '0': give a whole number, 1 or more"),
+        ({"decode_threads": "two"}, "decode_threads 'two': give a whole number, 1 or more"),
+        ({"decode_threads": "2", "preprocessing": "per_image"}, "decode_threads 2 needs preprocessing: batched"),
+        ({"preprocessing": "fast"}, "preprocessing 'fast': choose batched or per_image"),
+    ],
+)
+def test_preprocessor_settings_it_cannot_honour_are_refused_at_load(
+    server: EmbeddedServer, settings: dict[str, str], message: str
+) -> None:
+    original = server.model_config("preprocessor")
+    wrong = server.model_config("preprocessor")
+    for key, value in settings.items():
+        wrong.parameters[key].string_value = value
+    try:
+        with pytest.raises(ServerError, match=re.escape(message)):
+            server.load_model("preprocessor", wrong)
+    finally:
+        server.load_model("preprocessor", original)
+    jpegs, truth = synthetic_set(2, seed=9)
+    assert [CLASSES[int(i)] for i in infer_rows(server, read_and_pad_images(jpegs)).argmax(axis=1)] == [
+        CLASSES[t] for t in truth
+    ]
 
 
 @pytest.fixture(scope="module")

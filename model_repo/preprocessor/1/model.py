@@ -9,10 +9,15 @@ at a time, kept for the baseline profile.
 The output's data type in the config picks the hand-off to the classifier: TYPE_FP32 [3, 224,
 224] is normalized RGB, as the deployment guide has it; TYPE_UINT8 [224, 224, 3] is the resized
 RGB pixels, a quarter of the bytes, which the tuned profile's classifier scales and normalizes
-inside its graph (batched only)."""
+inside its graph (batched only).
+
+``decode_threads`` (default 1) decodes a batch's images on that many threads of the one
+instance (batched only). Decoding is the pipeline's longest step, and an instance is one
+process: while it decodes alone, the other core would wait on it."""
 
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -20,7 +25,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, str(Path(__file__).parent))
-from preprocess import SIZE, DecodeError, decode_into, normalize_into, preprocess
+from preprocess import SIZE, DecodeError, decode_row_into, normalize_into, preprocess
 
 
 class TritonPythonModel:
@@ -41,6 +46,13 @@ class TritonPythonModel:
             )
         if output["data_type"] == "TYPE_UINT8" and mode != "batched":
             raise pb_utils.TritonModelException("a TYPE_UINT8 PREPROCESSED_IMAGE needs preprocessing: batched")
+        threads = params.get("decode_threads", "1")
+        if not threads.isdecimal() or int(threads) < 1:
+            raise pb_utils.TritonModelException(f"decode_threads {threads!r}: give a whole number, 1 or more")
+        if int(threads) > 1 and mode != "batched":
+            raise pb_utils.TritonModelException(f"decode_threads {threads} needs preprocessing: batched")
+        self.threads = int(threads)
+        self.pool = ThreadPoolExecutor(self.threads, "decode") if self.threads > 1 else None
         dims, self.dtype = hand_off[output["data_type"]]
         self.shape = tuple(dims)
         self.work = self.per_image if mode == "per_image" else self.pixels if self.dtype == np.uint8 else self.batched
@@ -60,26 +72,43 @@ class TritonPythonModel:
                 responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("PREPROCESSED_IMAGE", images)]))
         return responses
 
-    @classmethod
-    def batched(cls, inputs, bounds, out):
+    def finalize(self):
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def batched(self, inputs, bounds, out):
         batch = np.empty((bounds[-1], SIZE, SIZE, 3), dtype=np.uint8)
-        errors = cls.decoded(inputs, bounds, batch)
+        errors = self.decoded(inputs, bounds, batch)
         normalize_into(batch, out)
         return errors
 
-    @staticmethod
-    def decoded(inputs, bounds, out, rgb=False):
+    def decoded(self, inputs, bounds, out, rgb=False):
+        """Every request's rows decoded into ``out``; {request index: its first bad row}. On
+        threads, the batch's rows are cut into one contiguous run a thread."""
+        rows = [(index, offset) for index, request in enumerate(inputs) for offset in range(len(request))]
+
+        def decode_run(run):
+            errors = {}
+            for index, offset in run:
+                if index in errors:
+                    continue  # the request fails already
+                try:
+                    decode_row_into(inputs[index][offset], out[bounds[index] + offset], rgb)
+                except DecodeError as error:
+                    errors[index] = DecodeError(f"row {offset}: {error}")
+            return errors
+
+        if self.pool is None or len(rows) < 2:
+            return decode_run(rows)
+        size = -(-len(rows) // self.threads)
         errors = {}
-        for index, rows in enumerate(inputs):
-            try:
-                decode_into(rows, out[bounds[index] : bounds[index + 1]], rgb)
-            except DecodeError as error:
-                errors[index] = error
+        for found in self.pool.map(decode_run, [rows[i : i + size] for i in range(0, len(rows), size)]):
+            for index, error in found.items():
+                errors.setdefault(index, error)  # runs come back in order: the first bad row wins
         return errors
 
-    @classmethod
-    def pixels(cls, inputs, bounds, out):
-        return cls.decoded(inputs, bounds, out, rgb=True)
+    def pixels(self, inputs, bounds, out):
+        return self.decoded(inputs, bounds, out, rgb=True)
 
     @staticmethod
     def per_image(inputs, bounds, out):

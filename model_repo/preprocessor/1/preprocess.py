@@ -42,17 +42,22 @@ def decode(row: np.ndarray) -> np.ndarray:
     return image
 
 
+def decode_row_into(row: np.ndarray, pixels: np.ndarray, rgb: bool = False) -> None:
+    """One row decoded and resized into ``pixels`` ([224, 224, 3] uint8, BGR, or RGB with
+    ``rgb``: swapped in place once resized, a quarter of the pixels of a swap before). OpenCV
+    lets go of the GIL in each step, so rows decode in parallel on threads."""
+    cv2.resize(decode(row), (SIZE, SIZE), dst=pixels, interpolation=cv2.INTER_LINEAR)
+    if rgb:
+        cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB, dst=pixels)
+
+
 def decode_into(rows: np.ndarray, batch: np.ndarray, rgb: bool = False) -> None:
-    """Each row decoded and resized into ``batch`` ([n, 224, 224, 3] uint8, BGR, or RGB with
-    ``rgb``: swapped in place once resized, a quarter of the pixels of a swap before)."""
+    """Each row decoded and resized into ``batch`` ([n, 224, 224, 3]), as ``decode_row_into``."""
     for index, row in enumerate(rows):
         try:
-            image = decode(row)
+            decode_row_into(row, batch[index], rgb)
         except DecodeError as error:
             raise DecodeError(f"row {index}: {error}") from None
-        cv2.resize(image, (SIZE, SIZE), dst=batch[index], interpolation=cv2.INTER_LINEAR)
-        if rgb:
-            cv2.cvtColor(batch[index], cv2.COLOR_BGR2RGB, dst=batch[index])
 
 
 def normalize_into(batch: np.ndarray, out: np.ndarray) -> None:
