@@ -82,7 +82,14 @@ def point_labels(summary: pd.DataFrame, param_columns: list[str], varying_only: 
 
 def _value_text(value: object) -> str:
     """A value as a legend shows it: a tied setting whose models differ (the baseline's
-    ``{"preprocessor": [8, 16], "classifier": [32]}``) as ``preprocessor [8, 16] / classifier [32]``."""
+    ``{"preprocessor": [8, 16], "classifier": [32]}``) as ``preprocessor [8, 16] / classifier [32]``.
+    A setting the config leaves out (an empty cell, NaN once read) is ``unset``, and a whole
+    number stays whole where pandas made its column float for that NaN."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "unset"
+        if value.is_integer():
+            return str(int(value))
     text = str(value)
     if text.startswith("{"):
         try:

@@ -131,6 +131,17 @@ def test_configs_are_labelled_by_the_settings_that_vary() -> None:
     )
 
 
+def test_a_setting_the_repository_leaves_unset_is_labelled_so_and_whole_numbers_stay_whole() -> None:
+    """A ``parameters`` key the baseline lacks is an empty cell, read back as NaN, which makes
+    pandas read the swept 1, 2, 3 as 1.0, 2.0, 3.0."""
+    from perf.plots import point_labels
+
+    summary = pd.DataFrame({"is_baseline": [True, False, False], "p.parameters.decode_threads": [math.nan, 1.0, 2.0]})
+    assert point_labels(summary, ["p.parameters.decode_threads"]).tolist() == [
+        "baseline: decode_threads=unset", "decode_threads=1", "decode_threads=2",
+    ]  # fmt: skip
+
+
 def test_the_noise_floor_is_the_pooled_spread_of_repeated_measurements() -> None:
     # a at 1: 99, 101 (cv 1.41 %); b at 1: 198, 202 (cv 1.41 %); b at 2 measured once: no spread.
     t = table([("a", "1", 0, 99, 10), ("a", "1", 1, 101, 10), ("b", "1", 0, 198, 10), ("b", "1", 1, 202, 10),
