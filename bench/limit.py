@@ -14,14 +14,17 @@ Three figures, measured in one run on the same generated 640x480 JPEGs:
   perf_analyzer over gRPC: the highest throughput at any concurrency whose p99 meets the SLO.
 
 Prints the figures as a Markdown table, with the command; both profiles' throughput at each
-concurrency from 1 up (what the tuned profile's queue delay costs at light load); and the
-per-model breakdown of the tuned profile at its best level (where the remaining time goes).
+concurrency from 1 up (what the tuned profile's queue delay costs at light load); and, for the
+tuned profile at its best level, where the remaining time goes: per composing model (Triton's
+own statistics) and per process (CPU milliseconds per image: Triton, each model's python stub,
+perf_analyzer, against the two cores' wall time per image).
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import resource
 import statistics
 import sys
 import tempfile
@@ -31,13 +34,13 @@ from pathlib import Path
 from perf import host, tools
 from perf.drivers.perf_analyzer import PerfAnalyzer, PerfAnalyzerError, write_input_data
 from perf.images import read_and_pad_images, synthetic_set
-from perf.observe import breakdown, snapshot
+from perf.observe import breakdown, cpu_seconds, snapshot
 from perf.repository import PIXELS_MODEL_FILE, TORCHSCRIPT_FILE, open_repository, reference_repository
 from perf.server import EmbeddedServer, Ports
 
 IMAGES = 64
 VARIANTS = ("float", "pixels")  # the hand-offs of the baseline and tuned profiles
-LEVELS = (1, 2, 4, 6, 8, 12, 16)
+LEVELS = (1, 2, 4, 6, 8, 12, 16, 20, 24, 32)  # until p99 passes twice the SLO
 
 
 def _worker(variant: str, batch: int, seconds: float, start: float, result: multiprocessing.Queue) -> None:
@@ -111,12 +114,17 @@ def served(profile: str | None, slo_ms: float, seconds: float, workdir: Path) ->
         for level in LEVELS:
             analyzer.warm_up(level)
             before = snapshot(server, models)
+            cpu_before, started = _cpu(server.pid), time.monotonic()
             try:
                 row = analyzer.run(level)
             except PerfAnalyzerError as error:
                 print(f"  {profile or 'baseline'} concurrency {level}: {error}", file=sys.stderr)
                 continue
-            row |= {"level": level, **breakdown(before, snapshot(server, models))}
+            seconds, after = time.monotonic() - started, snapshot(server, models)
+            images = after["ensemble_model"]["success"] - before["ensemble_model"]["success"]
+            cpu = {name: 1000 * (used - cpu_before.get(name, 0.0)) / images for name, used in _cpu(server.pid).items()}
+            row |= {"level": level, **breakdown(before, after), "cpu_ms": cpu,
+                    "wall_ms": 1000 * seconds * host.cores() / images}  # fmt: skip
             by_level[level] = row["throughput"]
             print(f"  {profile or 'baseline'} concurrency {level}: {row['throughput']:.1f} infer/s, "
                   f"p99 {row['p99_ms']:.1f} ms", file=sys.stderr)  # fmt: skip
@@ -125,6 +133,13 @@ def served(profile: str | None, slo_ms: float, seconds: float, workdir: Path) ->
             if row["p99_ms"] > 2 * slo_ms:
                 break  # deeper queues only add latency
     return (*best, by_level)
+
+
+def _cpu(pid: int | None) -> dict[str, float]:
+    """CPU seconds so far: the server's processes, and perf_analyzer's runs (this script's
+    children that have exited: the server is a child too, but runs until the end)."""
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {**(cpu_seconds(pid) if pid else {}), "perf_analyzer": reaped.ru_utime + reaped.ru_stime}
 
 
 def main() -> None:
@@ -172,6 +187,10 @@ def main() -> None:
             parts = ", ".join(f"{p} {row[f'{model}.{p}_ms']:.2f}" for p in
                               ("queue", "compute_input", "compute_infer", "compute_output"))  # fmt: skip
             print(f"  {model}: {parts}")
+        cpu = row["cpu_ms"]
+        parts = ", ".join(f"{name} {ms:.2f}" for name, ms in sorted(cpu.items(), key=lambda item: -item[1]))
+        print(f"CPU ms per image, by process: {parts}; total {sum(cpu.values()):.2f}, against "
+              f"{row['wall_ms']:.2f} ms of the {host.cores()} cores' wall time per image")  # fmt: skip
 
 
 if __name__ == "__main__":

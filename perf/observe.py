@@ -180,6 +180,23 @@ class ResourceSampler:
         }
 
 
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds (user and system) a server's process tree has used so far, by process: each
+    python stub under the model it serves, the server and any other child as ``tritonserver``.
+    Two readings apart say where a window's CPU went; a process that exited between them is
+    missing from the second."""
+    used: dict[str, float] = {}
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            name = stub_model(proc) or "tritonserver"
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        used[name] = used.get(name, 0.0) + times.user + times.system
+    return used
+
+
 def stub_model(proc: psutil.Process) -> str | None:
     """The model a python-backend stub serves: the folder of the model file it was started
     with (``.../repository/MODEL/1/model.py``); None for any other process."""

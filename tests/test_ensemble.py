@@ -15,6 +15,7 @@ from tritonclient.utils import InferenceServerException
 
 from perf.client import INPUT, OUTPUT, classify, infer_logits
 from perf.images import CLASSES, encode, read_and_pad_images, synthetic_image, synthetic_set
+from perf.observe import cpu_seconds
 from perf.server import EmbeddedServer, ServerError
 
 from .conftest import running_triton
@@ -127,6 +128,19 @@ def test_bad_requests_in_a_dynamic_batch_do_not_fail_the_good_ones(
         ]
     assert sum(executions) == 30
     assert max(executions) > 1, "images of different lengths share a batch (ragged batching)"
+
+
+def test_the_cpu_of_each_process_is_told_apart(server: EmbeddedServer) -> None:
+    """What bench/limit.py reports per process: Triton itself and each model's python stub."""
+    assert server.pid is not None
+    before = cpu_seconds(server.pid)
+    assert set(before) == {"tritonserver", "preprocessor", "classifier"}
+    rng = np.random.default_rng(3)
+    large = [encode(synthetic_image(i % len(CLASSES), rng, 1280, 720)) for i in range(32)]
+    with server.client() as client:
+        infer_logits(client, MODEL, large, max_batch=8)
+    after = cpu_seconds(server.pid)
+    assert after["preprocessor"] > before["preprocessor"] and after["classifier"] > before["classifier"]
 
 
 @pytest.mark.parametrize(
