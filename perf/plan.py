@@ -207,8 +207,11 @@ def build(
     members = composing_models(base) if is_ensemble(base) else []
     repo.require(members)
     models = [model, *members]
+    cores = host.cores() if cores is None else cores
     problems: list[str] = []
     swept: list[Param] = []
+    kinds = _swept_kinds(raw_params, gpu_count)
+    generated: list[Param] = []  # instance counts perf chose beside swept kinds: checked per point
     for name, raw_values in raw_params:
         path = name
         try:
@@ -217,7 +220,7 @@ def build(
                 params.path_for(path, repo.configs[m])
             if raw_values is None:
                 configs = [repo.configs[m] for m in targets or (target,)]
-                values = space.generate(path, configs, gpu_count, host.cores() if cores is None else cores)
+                values = space.generate(path, configs, gpu_count, cores, kinds)
             else:
                 values = [params.parse_value(v) if isinstance(v, str) else v for v in raw_values]
             typed, bad = _coerce_all(path, values)
@@ -236,6 +239,8 @@ def build(
             problems.append(f"{name} is given twice" + (f" (as {twice.column})" if twice.column != name else ""))
             continue
         swept.append(param)
+        if raw_values is None and kinds and params.canonical_path(path) == space.COUNT:
+            generated.append(param)
     if not raw_params:
         problems.append("nothing to sweep: give at least one --param NAME [--values ...]")
     if not swept:
@@ -251,6 +256,8 @@ def build(
     order = sorted(swept, key=lambda p: p.path in ("instance_count", "instance_group.count"))
     for combination in snake_product([p.values for p in order]):
         point = make_point(list(zip(order, combination, strict=True)), baseline, model, members)
+        if any(space.over_limit(point.configs[m], gpu_count, cores) for p in generated for m in p.models):
+            continue  # a generated count past its point's own kind (more GPU instances than worth it)
         problems.extend(f"point {_describe(point.values)}: {p}" for p in _validate(point, gpu_count))
         problems.extend(unnamed_changes(point, baseline, swept, model))
         points.append(point)
@@ -263,6 +270,16 @@ def build(
     if problems:
         raise PlanError(problems)
     return Plan(model, models, swept, points, baseline, tuple(notes))
+
+
+def _swept_kinds(raw_params: list[tuple[str, list[Any] | None]], gpu_count: int) -> list[str] | None:
+    """The instance kinds a sweep tries, where it sweeps ``kind`` (given, or generated): the
+    instance counts perf generates beside it then reach the larger kind's limit."""
+    for name, raw_values in raw_params:
+        if space.KIND in (params.canonical_path(name), params.canonical_path(name.partition(".")[2])):
+            values = space.generate(space.KIND, [], gpu_count, 0) if raw_values is None else raw_values
+            return [v for v in map(str, values) if v in ModelInstanceGroup.Kind.DESCRIPTOR.values_by_name]
+    return None
 
 
 def host_notes(configs: dict[str, ModelConfig], gpu_count: int, response_cache: bool) -> list[str]:

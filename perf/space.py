@@ -9,23 +9,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from perf.modelconfig import KIND_AUTO, KIND_GPU, ModelConfig
+from perf.modelconfig import KIND_AUTO, KIND_GPU, ModelConfig, ModelInstanceGroup
 from perf.params import ALIASES, ParamError, canonical_path
 
 # A log scale, from not waiting at all to 10 ms: the delay's effect is on batching odds,
 # which change by orders of magnitude, not by steps of 100 us.
 QUEUE_DELAYS_US = (0, 100, 300, 1000, 3000, 10000)
+# A config without instance groups gets Triton's default: one KIND_AUTO group.
+_AUTO = ModelInstanceGroup(kind=KIND_AUTO)
 # More instances than this per GPU only queue on the same streaming multiprocessors.
 INSTANCES_PER_GPU = 4
+COUNT = ALIASES["instance_count"]
+KIND = ALIASES["kind"]
 
 
-def generate(path: str, configs: list[ModelConfig], gpu_count: int, cores: int) -> list[Any]:
+def generate(
+    path: str, configs: list[ModelConfig], gpu_count: int, cores: int, kinds: list[str] | None = None
+) -> list[Any]:
     """The values to try for the setting at ``path`` (a short name or its dotted path) on the
     models ``configs``: one model, or all the models a tied setting gives the same value.
+    ``kinds``: the instance kinds swept beside it, if any (instance counts then reach the
+    larger kind's limit; ``over_limit`` leaves out the points past their own kind's).
     ParamError, starting with ``path``, when perf has no rule for it or the models cannot take it."""
-    generator = _GENERATORS.get(canonical_path(path))
+    canonical = canonical_path(path)
+    generator = _GENERATORS.get(canonical)
     if generator is None:
         raise ParamError(f"{path}: give --values (perf generates values only for {', '.join(generated_names())})")
+    if canonical == COUNT and kinds:
+        return powers_of_two(1, max(2, *(instance_limit(kind, gpu_count, cores) for kind in kinds)))
     return generator(path, configs, gpu_count, cores)
 
 
@@ -72,15 +83,23 @@ def _max_batch_sizes(path: str, configs: list[ModelConfig], gpu_count: int, core
     return ladder(low, high)
 
 
-def _on_gpu(config: ModelConfig, gpu_count: int) -> bool:
-    """Whether the model's instances run on GPUs here (KIND_AUTO does where there are some)."""
-    return gpu_count > 0 and any(g.kind in (KIND_GPU, KIND_AUTO) for g in config.instance_group)
+def instance_limit(kind: str | int, gpu_count: int, cores: int) -> int:
+    """The most instances worth a group's ``count``: a CPU group's count is its instances, one
+    a core; a GPU group's is instances on each of its GPUs, a few each (KIND_AUTO is a GPU
+    group where there are GPUs)."""
+    kind = ModelInstanceGroup.Kind.Value(kind) if isinstance(kind, str) else kind
+    return INSTANCES_PER_GPU if gpu_count > 0 and kind in (KIND_GPU, KIND_AUTO) else cores
+
+
+def over_limit(config: ModelConfig, gpu_count: int, cores: int) -> bool:
+    """Whether a group of ``config`` has more instances than its kind is worth here."""
+    return any(g.count > instance_limit(g.kind, gpu_count, cores) for g in config.instance_group)
 
 
 def _instance_counts(path: str, configs: list[ModelConfig], gpu_count: int, cores: int) -> list[Any]:
-    """1 up to what the host can run at once: a CPU instance per core, a few per GPU; 1 and 2
-    at least, so a one-core host still shows whether a second instance helps."""
-    limit = min(INSTANCES_PER_GPU * gpu_count if _on_gpu(c, gpu_count) else cores for c in configs)
+    """1 up to what the host can run at once (``instance_limit``, the smallest of the models'
+    groups); 1 and 2 at least, so a one-core host still shows whether a second instance helps."""
+    limit = min(instance_limit(g.kind, gpu_count, cores) for c in configs for g in c.instance_group or [_AUTO])
     return powers_of_two(1, max(2, limit))
 
 

@@ -28,7 +28,7 @@ def test_the_gpus_are_those_nvidia_smi_lists() -> None:
 
 def test_the_sweep_as_typed_plans_gpu_kinds_and_counts_on_the_gpu() -> None:
     """`perf sweep --model classifier --param kind --param instance_count --dry-run`: KIND_GPU
-    among the kinds, instance counts up to four a GPU (not one a core), and no note that the
+    among the kinds, instance counts up to four a GPU (and one a core for KIND_CPU), and no note that the
     GPU config runs on the CPU."""
     argv = ["sweep", "--model", "classifier", "--param", "kind", "--param", "instance_count", "--dry-run"]
     out = subprocess.run([sys.executable, "-m", "perf", *argv], capture_output=True, text=True, timeout=120)
@@ -36,10 +36,13 @@ def test_the_sweep_as_typed_plans_gpu_kinds_and_counts_on_the_gpu() -> None:
     assert "KIND_GPU" in out.stdout and "runs as KIND_CPU" not in out.stdout, out.stdout
     repo = open_repository(reference_repository(), None)
     the_plan = plan.build("classifier", [("kind", None), ("instance_count", None)], repo, len(GPUS), host.cores())
-    counts = {p.configs["classifier"].instance_group[0].count for p in the_plan.points}
-    assert counts == set(powers_of_two(1, INSTANCES_PER_GPU * len(GPUS))), counts
-    on_gpu = [p for p in the_plan.points if p.configs["classifier"].instance_group[0].kind == KIND_GPU]
-    assert on_gpu and not the_plan.notes, the_plan.notes
+    groups = [p.configs["classifier"].instance_group[0] for p in the_plan.points]
+    on_gpu = {g.count for g in groups if g.kind == KIND_GPU}
+    on_cpu = {g.count for g in groups if g.kind != KIND_GPU}
+    # A GPU group's count is instances on each GPU; a CPU group's, instances in all.
+    assert on_gpu == set(powers_of_two(1, INSTANCES_PER_GPU)), on_gpu
+    assert on_cpu == set(powers_of_two(1, max(2, host.cores()))), on_cpu
+    assert not the_plan.notes, the_plan.notes
 
 
 def test_a_gpu_the_host_lacks_is_refused_by_its_index() -> None:

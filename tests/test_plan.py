@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import text_format
 
 from perf import apply, params, plan, space
-from perf.modelconfig import ModelConfig, read_config
+from perf.modelconfig import ModelConfig, ModelInstanceGroup, read_config
 from perf.plots import point_labels
 from perf.repository import Repository, open_repository
 from perf.results import Run, RunError, RunFolder
@@ -248,6 +248,7 @@ def test_several_top_level_models_must_be_named() -> None:
         ("instance_count", 0, 1, [1, 2]),
         ("instance_count", 0, 8, [1, 2, 4, 8]),
         ("instance_count", 1, 16, [1, 2, 4]),  # the classifier is KIND_GPU: 4 per GPU
+        ("instance_count", 2, 16, [1, 2, 4]),  # a GPU group's count is per GPU: still 4
         ("max_queue_delay_microseconds", 0, 2, [0, 100, 300, 1000, 3000, 10000]),
         ("max_batch_size", 0, 2, [64]),  # no smaller limit fits the preferred sizes [..., 64]
         ("preserve_ordering", 0, 2, [False, True]),
@@ -265,9 +266,32 @@ def test_generated_batch_sizes_fit_each_model() -> None:
     model = config('name: "m" max_batch_size: 48 dynamic_batching { preferred_batch_size: [4] }')
     assert space.generate("max_batch_size", [model], 0, 2) == [4, 8, 16, 32, 48]
     assert space.generate("preferred_batch_size", [model], 0, 2) == [[], [2], [4], [8], [16], [32], [48]]
-    assert space.generate("instance_group.count", [model], 2, 2) == [1, 2]  # no instance group runs on a GPU
+    assert space.generate("instance_group.count", [model], 0, 2) == [1, 2]
+    # No instance group: Triton's default one (KIND_AUTO) runs on the GPUs where there are some.
+    assert space.generate("instance_group.count", [model], 2, 16) == [1, 2, 4]
     with pytest.raises(params.ParamError, match="m has max_batch_size 0"):
         space.generate("max_batch_size", [config('name: "m" max_batch_size: 0')], 0, 2)
+
+
+@pytest.mark.parametrize("kind", [("kind", None), ("classifier.kind", ["KIND_CPU", "KIND_GPU"])])
+def test_counts_swept_beside_kinds_reach_each_kinds_own_limit(kind: tuple[str, list[str] | None]) -> None:
+    """On one GPU and 16 cores: a CPU group's count is instances in all, up to one a core; a
+    GPU group's is instances on each GPU, up to four. Generated once for both kinds, the
+    counts reach 16, and the GPU points stop at 4."""
+    name = "classifier.instance_count" if kind[0].startswith("classifier.") else "instance_count"
+    p = build("classifier", kind, (name.removeprefix("classifier."), None), gpus=1, cores=16)
+    counts: dict[str, set[int]] = {}
+    for point in p.points:
+        (group,) = point.configs["classifier"].instance_group
+        counts.setdefault(ModelInstanceGroup.Kind.Name(group.kind), set()).add(group.count)
+    assert counts == {"KIND_CPU": {1, 2, 4, 8, 16}, "KIND_GPU": {1, 2, 4}}
+
+
+def test_given_counts_beside_kinds_are_all_tried() -> None:
+    p = build("classifier", ("kind", None), ("instance_count", ["1", "8"]), gpus=1, cores=16)
+    assert sorted((pt.values["classifier.kind"], pt.values["classifier.instance_count"]) for pt in p.points) == [
+        ("KIND_CPU", 1), ("KIND_CPU", 8), ("KIND_GPU", 1), ("KIND_GPU", 8),
+    ]  # fmt: skip
 
 
 def test_a_tied_setting_sets_every_composing_model_that_has_it() -> None:
