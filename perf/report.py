@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import io
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,6 +227,8 @@ def race_rows(findings: Findings) -> list[dict[str, str]]:
         level = "" if raced is None else f"{findings.curves.load_kind} {raced:g}"
         if moves := race.get("moves", {}).get(point):
             outcome += f" (moved down: {'; '.join(moves)})"
+        for other in labelled & set(re.findall(r"\b[0-9a-f]{10}\b", outcome)):  # the race names configs by id
+            outcome = outcome.replace(other, findings.label(other))
         rows.append({"label": label, "level": level, "outcome": outcome})
     return rows
 

@@ -43,6 +43,7 @@ from perf.observe import (
 from perf.plan import Plan, Point
 from perf.results import CRASHED, FAILED, OK, REFUSED, RunFolder
 from perf.search import space
+from perf.search.alike import behaviour
 from perf.search.budget import Budget
 from perf.search.compose import strategy
 from perf.search.cost import cost
@@ -289,11 +290,17 @@ class Sweep:
         return {self._key(trial): row for future in futures for trial, row in future.result()}
 
     def _strategy(self) -> search.Strategy:
-        costs = {p.id: cost({m: p.configs.get(m, self.plan.baseline[m]) for m in self.plan.models})
-                 for p in self.plan.points}  # fmt: skip
+        configs = {p.id: {m: p.configs.get(m, self.plan.baseline[m]) for m in self.plan.models}
+                   for p in self.plan.points}  # fmt: skip
+        costs = {point: cost(each) for point, each in configs.items()}
+
+        def alike(point: str, level: float) -> str:
+            return behaviour(configs[point], level, self.load.batch_size)
+
         return strategy([p.id for p in self.plan.points], self.load.levels, self.load.repeats, self.slo_p99_ms, costs,
                         self.load.margin, self.load.max_rounds, self.load.search, space.of_plan(self.plan),
-                        self.load.budget, self.load.seed, width=len(self._stations))  # fmt: skip
+                        self.load.budget, self.load.seed, width=len(self._stations),
+                        alike=alike if self.load.kind == "concurrency" else None)  # fmt: skip
 
     def _describe(self, trial: search.Trial) -> str:
         index = next(i for i, p in enumerate(self.plan.points) if p.id == trial.point_id)

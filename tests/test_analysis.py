@@ -177,3 +177,21 @@ def test_an_unsettled_race_says_which_cheaper_config_it_passed_over() -> None:
     assert any(w.startswith("After 12 race measurements, x=b could be shown neither behind") for w in said["warnings"])
     outcomes = {row["label"]: row["outcome"] for row in report.race_rows(found)}
     assert outcomes["x=b"].startswith("passed over: cheaper, but measured 5.8% behind"), outcomes
+
+
+def test_the_race_table_names_configs_by_their_settings_not_their_ids() -> None:
+    twin, kept = "f34aa391fd", "97ed81d1f5"
+    rows = [(p, "4", r, 250.0 + r, 20.0) for p in (twin, kept) for r in range(3)]
+    race = {"entrants": {twin: 4.0, kept: 4.0}, "survivors": [kept], "winner": kept, "leader": kept,
+            "dropped": {twin: f"round 0: runs as {kept} does at 4: no batch there reaches the batch sizes that "
+                              "tell them apart; it costs more"},
+            "verdict": "alone", "margin": 0.05, "measured": 0}  # fmt: skip
+    searched = {"race": race, "load_search": {p: {"level": 4.0, "reason": ""} for p in (twin, kept)}}
+    table_ = table(rows)
+    table_["x"] = table_["point_id"].map({twin: 16, kept: 8})
+    found = findings.find(Run(Path("run"), table_, {"model": "m", "params": ["x"]}, {}, searched))
+    outcomes = {row["label"]: row["outcome"] for row in report.race_rows(found)}
+    assert outcomes["x=16"] == (
+        "dropped, round 0: runs as x=8 does at 4: no batch there reaches the batch sizes that tell them apart; "
+        "it costs more"
+    ), outcomes

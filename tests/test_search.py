@@ -462,3 +462,27 @@ def test_a_faster_server_does_not_rank_the_configs_it_searched() -> None:
         run(strat, configs, seed, 0.02, elsewhere={"slow": 1.3})
         winners.append(race_of(strat).winner)
     assert winners.count("fast") >= 9, winners
+
+
+def test_configs_alike_at_their_level_race_as_one_and_a_costlier_twin_never_wins() -> None:
+    """Model Analyzer's grid at concurrency 4: max_batch_size 8, 16 and 64 never bind there, so
+    1/8 and 1/16 are one config twice, as are 2/8, 2/16 and 2/64 (instances / max_batch_size).
+    The cheapest of each family races, with the five configs' budget."""
+    one, two = Config(5, 230), Config(5, 250)
+    configs = {"1/8": one, "1/16": one, "2/8": two, "2/16": two, "2/64": two}
+    costs = {p: Cost(int(p[0]), 0, 2 * int(p[2:])) for p in configs}
+
+    def family(point: str, level: float) -> str:
+        return point[0]
+
+    for seed in range(10):
+        strat = strategy(list(configs), (1, 2, 4), None, None, costs, alike=family)
+        run(strat, configs, seed, noise=0.05)
+        race = race_of(strat)
+        assert race.winner in ("1/8", "2/8"), race.record()
+        assert {p: why.split(": ", 1)[1] for p, why in race.dropped.items() if "runs as" in why} == {
+            "1/16": "runs as 1/8 does at 4: no batch there reaches the batch sizes that tell them apart; it costs more",
+            "2/16": "runs as 2/8 does at 4: no batch there reaches the batch sizes that tell them apart; it costs more",
+            "2/64": "runs as 2/8 does at 4: no batch there reaches the batch sizes that tell them apart; it costs more",
+        }
+        assert race.budget == race.max_rounds * len(configs)

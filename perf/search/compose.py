@@ -4,6 +4,8 @@ raced at their levels."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from perf.search import History, Strategy, Then
 from perf.search.budget import RACED, Budget, Budgeted, Chooser, default_budget
 from perf.search.cost import Cost
@@ -30,13 +32,15 @@ def strategy(
     budget: Budget | None = None,
     seed: int = 0,
     width: int = 1,
+    alike: Callable[[str, float], str] | None = None,
 ) -> Strategy:
     """``levels`` given: every config at each, once, then a race at each config's best level;
     with ``repeats``, every config at each level that often and no race (a fixed grid). No
     levels: each config's load searched (``search`` other than grid: only the configs its
     chooser picks within ``budget``, over ``space``), then a race; ``repeats`` then fixes how
     often each config is measured at its level in all, decided once at the end. ``width``:
-    configs whose load is searched at once, one a server (the race is on one server)."""
+    configs whose load is searched at once, one a server (the race is on one server).
+    ``alike``: which configs run alike at a level (the race keeps the cheapest of each)."""
     history = History()
     if levels and repeats:
         return Grid(points, levels, repeats, history, slo_p99_ms)
@@ -55,6 +59,7 @@ def strategy(
         entrants, fallbacks = first.entrants()
         fixed = repeats is not None
         return Race(entrants, fallbacks, costs, history, slo_p99_ms, margin=margin,
-                    max_rounds=max(0, repeats - 1) if repeats else max_rounds, sequential=not fixed)  # fmt: skip
+                    max_rounds=max(0, repeats - 1) if repeats else max_rounds, sequential=not fixed,
+                    alike=alike)  # fmt: skip
 
     return Then(first, race, guess=3 * (len(points) if search == "grid" else RACED + 1))

@@ -8,6 +8,9 @@ is shown more than ``margin`` behind the leader (it leaves, the next cheapest ta
 or it is shown within ``margin`` of the leader (it wins). So the race measures only what can
 decide them:
 
+- configs that run alike at their level (``alike``: settings no batch there can reach, such
+  as max_batch_size 8 and 16 with four requests in flight) are one config twice: the cheapest
+  of them races, the others leave before the first round, and the budget stays theirs too;
 - first, every config at its operating level until it has ``min_samples`` throughputs (the
   load search's own measurement at that level counts), the order rotating from round to round;
 - a config whose race measurements show its level over the SLO (their mean p99 above it, by
@@ -60,6 +63,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -229,6 +233,9 @@ class Race:
     min_samples: int = MIN_SAMPLES
     max_rounds: int = MAX_ROUNDS  # the race's budget: this many rounds' worth of measurements
     sequential: bool = True  # False: full rounds, decided once after max_rounds (--repeats N)
+    # (point id, level) -> a key equal for configs that run alike there (perf.search.alike);
+    # None: every entrant is raced (a level that is not a closed loop's concurrency)
+    alike: Callable[[str, float], str] | None = None
     survivors: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)  # point id -> why
     rounds: int = 0  # steps taken: rounds of the configs short of samples, then duels
@@ -252,8 +259,24 @@ class Race:
         for trial, outcome in self.history.told:  # the load search's readings at the levels raced open the race
             if trial.level == self.entrants.get(trial.point_id):
                 self._steps[trial] = OPENING - outcome.server  # each server's readings a block: its speed cancels
+        if self.alike is not None:
+            self._fold(self.alike)
         if not self.survivors:
             self.verdict = NONE
+
+    def _fold(self, alike: Callable[[str, float], str]) -> None:
+        """Entrants that run alike at their level: the cheapest races for them all. The budget
+        stays the entrants', so the contests left get the measurements."""
+        groups: dict[tuple[str, float], list[str]] = {}
+        for point in self.survivors:
+            level = self.entrants[point]
+            groups.setdefault((alike(point, level), level), []).append(point)
+        for (_, level), points in groups.items():
+            kept = cheapest(points, self.costs, self._memory(), self._speed())
+            for point in points:
+                if point != kept:
+                    self._drop(point, f"runs as {kept} does at {level:g}: no batch there reaches the batch "
+                                      "sizes that tell them apart; it costs more")  # fmt: skip
 
     @property
     def budget(self) -> int:
