@@ -147,9 +147,20 @@ def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
     warnings = []
     leader = name(race["leader"]) if race.get("leader") else "the leader"
     measured = f"{race.get('measured', 0)} race measurements"
-    if race["verdict"] == CLEAR:
-        lines.insert(0, f"The fastest: every other config was measured behind it by more than {margin} at 95 % "
-                        f"confidence (one-sided tests, Bonferroni-corrected) within {measured}.")  # fmt: skip
+    folded: dict[str, list[str]] = {}
+    for point, kept in race.get("folded", {}).items():
+        folded.setdefault(kept, []).append(name(point))
+    for kept, twins in folded.items():
+        level = f"{findings.curves.load_kind} {race['entrants'][kept]:g}"
+        lines.append(f"{', '.join(twins)} {'runs' if len(twins) == 1 else 'run'} as {name(kept)} does at {level}: "
+                     "no batch there reaches the batch sizes that tell them apart, so they raced as one, and "
+                     f"{'it costs' if len(twins) == 1 else 'they cost'} more.")  # fmt: skip
+    if race["verdict"] == CLEAR and set(race.get("dropped", {})) <= set(race.get("folded", {})):
+        lines.insert(0, "The only config left once the configs alike at their level raced as one.")
+    elif race["verdict"] == CLEAR:
+        lines.insert(0, f"The fastest: every other config {'raced ' if folded else ''}was measured behind it by more "
+                        f"than {margin} at 95 % confidence (one-sided tests, Bonferroni-corrected) within "
+                        f"{measured}.")  # fmt: skip
     elif race["verdict"] == EQUIVALENT:
         lines.insert(0, f"Within {margin} of the best ({leader}) at 95 % confidence, and the cheapest such; "
                         f"{', '.join(others)} {'is' if len(others) == 1 else 'are'} as fast and cost more "

@@ -179,18 +179,23 @@ def test_an_unsettled_race_says_which_cheaper_config_it_passed_over() -> None:
     assert outcomes["x=b"].startswith("passed over: cheaper, but measured 5.8% behind"), outcomes
 
 
-def test_the_race_table_names_configs_by_their_settings_not_their_ids() -> None:
-    twin, kept = "f34aa391fd", "97ed81d1f5"
-    rows = [(p, "4", r, 250.0 + r, 20.0) for p in (twin, kept) for r in range(3)]
-    race = {"entrants": {twin: 4.0, kept: 4.0}, "survivors": [kept], "winner": kept, "leader": kept,
+def test_configs_alike_at_their_level_are_named_by_their_settings_and_said_to_have_raced_as_one() -> None:
+    twin, kept, slow = "f34aa391fd", "97ed81d1f5", "25d4d0d788"
+    rows = [(p, "4", r, t + r, 20.0) for p, t in ((twin, 250.0), (kept, 250.0), (slow, 180.0)) for r in range(3)]
+    race = {"entrants": {twin: 4.0, kept: 4.0, slow: 4.0}, "survivors": [kept], "winner": kept, "leader": kept,
             "dropped": {twin: f"round 0: runs as {kept} does at 4: no batch there reaches the batch sizes that "
-                              "tell them apart; it costs more"},
-            "verdict": "alone", "margin": 0.05, "measured": 0}  # fmt: skip
-    searched = {"race": race, "load_search": {p: {"level": 4.0, "reason": ""} for p in (twin, kept)}}
+                              "tell them apart; it costs more", slow: f"round 2: behind {kept} by 28.0%"},
+            "folded": {twin: kept}, "verdict": "clear", "margin": 0.05, "measured": 4}  # fmt: skip
+    searched = {"race": race, "load_search": {p: {"level": 4.0, "reason": ""} for p in (twin, kept, slow)}}
     table_ = table(rows)
-    table_["x"] = table_["point_id"].map({twin: 16, kept: 8})
+    table_["x"] = table_["point_id"].map({twin: 16, kept: 8, slow: 2})
     found = findings.find(Run(Path("run"), table_, {"model": "m", "params": ["x"]}, {}, searched))
+    lines = report.verdict(found)["lines"]
+    assert lines[0].startswith("The fastest: every other config raced was measured behind it by more than 5%")
+    assert "x=16 runs as x=8 does at concurrency 4: no batch there reaches the batch sizes that tell them apart, " \
+        "so they raced as one, and it costs more." in lines  # fmt: skip
     outcomes = {row["label"]: row["outcome"] for row in report.race_rows(found)}
+    assert outcomes["x=2"] == "dropped, round 2: behind x=8 by 28.0%"
     assert outcomes["x=16"] == (
         "dropped, round 0: runs as x=8 does at 4: no batch there reaches the batch sizes that tell them apart; "
         "it costs more"

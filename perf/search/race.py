@@ -246,6 +246,7 @@ class Race:
     comparisons: list[Comparison] = field(default_factory=list)
     duels: list[str] = field(default_factory=list)  # the cheapest survivors that dueled the leader, in turn
     passed: dict[str, float] = field(default_factory=dict)  # unsettled: cheaper survivors likely behind, by this
+    folded: dict[str, str] = field(default_factory=dict)  # point id -> the config alike at its level that raced
     moves: dict[str, list[str]] = field(default_factory=dict)  # point id -> levels it moved down, why
     recheck: float | None = None  # the winner's last measurement
     ahead: str | None = None  # the leader when the race was decided (the recheck may change who leads)
@@ -275,6 +276,7 @@ class Race:
             kept = cheapest(points, self.costs, self._memory(), self._speed())
             for point in points:
                 if point != kept:
+                    self.folded[point] = kept
                     self._drop(point, f"runs as {kept} does at {level:g}: no batch there reaches the batch "
                                       "sizes that tell them apart; it costs more")  # fmt: skip
 
@@ -536,6 +538,7 @@ class Race:
                 "releveled": self.releveled,
                 "duels": self.duels,
                 "passed": self.passed,
+                "folded": self.folded,
                 "leader": self.ahead,
                 "verdict": self.verdict,
                 "winner": self.winner,
