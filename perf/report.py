@@ -152,7 +152,7 @@ def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
         folded.setdefault(kept, []).append(name(point))
     for kept, twins in folded.items():
         level = f"{findings.curves.load_kind} {race['entrants'][kept]:g}"
-        lines.append(f"{', '.join(twins)} {'runs' if len(twins) == 1 else 'run'} as {name(kept)} does at {level}: "
+        lines.append(f"{' and '.join(twins)} {'runs' if len(twins) == 1 else 'run'} as {name(kept)} does at {level}: "
                      "no batch there reaches the batch sizes that tell them apart, so they raced as one, and "
                      f"{'it costs' if len(twins) == 1 else 'they cost'} more.")  # fmt: skip
     if race["verdict"] == CLEAR and set(race.get("dropped", {})) <= set(race.get("folded", {})):
