@@ -181,6 +181,18 @@ def test_the_guided_search_says_which_bottleneck_each_step_relieves() -> None:
     assert trail[1]["why"].endswith(": preprocessor.instance_count 1 -> 2")
 
 
+@pytest.mark.parametrize("search", ["optuna", "guided"])
+def test_on_a_flat_surface_the_spaces_cheapest_config_is_shipped(search: str) -> None:
+    """Where every config runs alike, the race ships the cheapest within the margin; a budgeted
+    search measures the space's cheapest config when its chooser stops, so that is the one
+    shipped, as the grid would ship it, whichever configs the chooser picked."""
+    strat, _ = searched(search, seed=0, flat=True)
+    budgeted, race = parts(strat)
+    assert budgeted.trail[0]["point"] == "p0002"
+    assert budgeted.trail[-1]["point"] == "p0000" and budgeted.trail[-1]["why"].startswith("the cheapest config")
+    assert race.winner == "p0000"
+
+
 def test_a_queue_that_is_mostly_the_models_own_delay_brings_the_delay_down() -> None:
     the_space, configs, _ = space()
     guided = Guided(the_space)

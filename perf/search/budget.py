@@ -1,5 +1,6 @@
 """A budgeted search: configs chosen one at a time, each load-searched, until the budget is
-spent or further configs stop helping; then the best few are raced.
+spent or further configs stop helping; then the best few are raced, with the repository's own
+config and the space's cheapest.
 
 Which config comes next is a ``Chooser``'s decision (Optuna's sampler in ``tpe.py``, the
 bottleneck rules in ``guided.py``); everything else is the same for every chooser: each
@@ -88,6 +89,7 @@ class Budgeted:
     margin: float = MARGIN
     patience: int = PATIENCE
     width: int = 1  # configs searched at once (one a server)
+    cheapest: str | None = None  # the space's cheapest config by the cost order: measured and raced
     searches: list[LoadSearch] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)  # point id -> throughput at its level
     trail: list[dict[str, Any]] = field(default_factory=list)  # each config: why chosen, its score
@@ -111,21 +113,40 @@ class Budgeted:
         return trials
 
     def _choose(self) -> None:
-        """Start the next config's search, or say why the search stops."""
+        """Start the next config's search, or say why the search stops. The space's cheapest
+        config is searched last if the search has not chosen it: the race ships it wherever it
+        is within the margin of the best, so on a flat space it is the answer (Model Analyzer's
+        quick search starts from its smallest config for the same reason). It comes when the
+        chooser's part ends (the budget in configs keeps it a place; a budget in time may run
+        over by its search), so it does not change what the chooser picks before; where it
+        beats the best, the search goes on from it within the budget."""
+        pending = self._cheapest_pending()
+        chosen = self._first()
+        limit = "" if chosen else self._limit(pending)
+        if chosen is None and not limit and (chosen := self.chooser.next(dict(self.scores), self._busy())) is None:
+            limit = self.chooser.exhausted()
+        if chosen is None and pending:
+            chosen = self.cheapest, "the cheapest config, which the race ships wherever it is within the margin"
+        if chosen is None:
+            self.stopped = limit
+            return
+        point, why = chosen
+        self.searches.append(LoadSearch(point, self.history, self.slo_p99_ms))
+        self.trail.append({"point": point, "why": why})
+
+    def _cheapest_pending(self) -> bool:
+        return self.cheapest is not None and self.cheapest not in {s.point_id for s in self.searches}
+
+    def _limit(self, pending: bool) -> str:
+        """Why no more configs are chosen (the budget, or patience run out); "" while they are."""
         spent = sum(outcome.seconds for _, outcome in self.history.told)
-        if self.budget.configs is not None and len(self.searches) >= self.budget.configs:
-            self.stopped = f"the budget: {len(self.searches)} configs"
-        elif self.budget.seconds is not None and spent >= self.budget.seconds:
-            self.stopped = f"the budget: {spent / 60:.1f} min of measuring"
-        elif self.searches and self._since_best >= self.patience:
-            self.stopped = (f"{self._since_best} configs in a row did not beat the best by more than "
-                            f"{self.margin:.0%}")  # fmt: skip
-        elif (chosen := self._first() or self.chooser.next(dict(self.scores), self._busy())) is None:
-            self.stopped = self.chooser.exhausted()
-        else:
-            point, why = chosen
-            self.searches.append(LoadSearch(point, self.history, self.slo_p99_ms))
-            self.trail.append({"point": point, "why": why})
+        if self.budget.configs is not None and len(self.searches) + pending >= self.budget.configs:
+            return f"the budget: {self.budget.configs} configs"
+        if self.budget.seconds is not None and spent >= self.budget.seconds:
+            return f"the budget: {spent / 60:.1f} min of measuring"
+        if self.searches and self._since_best >= self.patience:
+            return f"{self._since_best} configs in a row did not beat the best by more than {self.margin:.0%}"
+        return ""
 
     def _busy(self) -> set[str]:
         """The configs under way: chosen, not yet scored."""
@@ -161,12 +182,14 @@ class Budgeted:
         left = self.patience - self._since_best
         if self.budget.configs is not None:
             left = min(left, self.budget.configs - len(self.searches))
-        return 5 * max(0, left) + sum(s.estimate() for s in self.searches if s.point_id not in self.scores)
+        under_way = sum(s.estimate() for s in self.searches if s.point_id not in self.scores)
+        return 5 * max(int(self._cheapest_pending()), left) + under_way
 
     def entrants(self) -> tuple[dict[str, float], dict[str, list[float]]]:
-        """The best ``RACED`` configs by score, and the baseline, at their levels."""
+        """The best ``RACED`` configs by score, the baseline and the cheapest, at their levels."""
         ranked = sorted((p for p, s in self.scores.items() if s > 0), key=lambda p: -self.scores[p])
-        chosen = ranked[:RACED] + [p for p in [self.space.baseline] if p in ranked[RACED:]]
+        anchors = dict.fromkeys([self.space.baseline, self.cheapest])
+        chosen = ranked[:RACED] + [p for p in anchors if p in ranked[RACED:]]
         return levels_of(self.history, chosen, self.slo_p99_ms, SEARCH_PHASES, step_down=True)
 
     def record(self) -> dict[str, Any]:

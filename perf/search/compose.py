@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from perf.search import History, Strategy, Then
 from perf.search.budget import RACED, Budget, Budgeted, Chooser, default_budget
-from perf.search.cost import Cost
+from perf.search.cost import Cost, cheapest
 from perf.search.grid import Grid
 from perf.search.guided import Guided
 from perf.search.load import EachPoint
@@ -48,7 +48,9 @@ def strategy(
     if search != "grid":
         assert space is not None and not levels, "a budgeted search searches each config's load"
         chooser: Chooser = Tpe(space, seed) if search == "optuna" else Guided(space)
-        first = Budgeted(space, chooser, history, slo_p99_ms, budget or default_budget(space), margin, width=width)
+        least = cheapest(list(space.positions), costs, {}, {}) if space.positions else None
+        first = Budgeted(space, chooser, history, slo_p99_ms, budget or default_budget(space), margin, width=width,
+                         cheapest=least)  # fmt: skip
     elif levels:
         first = Grid(points, levels, 1, history, slo_p99_ms)
     else:

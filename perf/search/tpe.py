@@ -64,7 +64,7 @@ class Tpe:
         if trial is not None:
             self._study.tell(trial, score)
             return
-        if point_id in self.space.positions:  # the baseline, measured before the sampler asked
+        if point_id in self.space.positions:  # the baseline or the cheapest, measured before the sampler asked
             values = dict(zip((s.column for s in self.space.settings), self.space.positions[point_id], strict=True))
             distributions = {
                 s.column: optuna.distributions.IntDistribution(0, len(s.values) - 1) for s in self.space.settings
