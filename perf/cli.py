@@ -16,6 +16,7 @@ from rich.table import Table
 
 from perf import doctor, tools
 from perf.drivers.perf_analyzer import PerfAnalyzerError
+from perf.host import stop_on
 from perf.modelconfig import ConfigError
 from perf.plan import PlanError
 from perf.repository import (
@@ -116,10 +117,6 @@ def _make_server(
     raise ServerError(f"unknown mode {mode!r}: choose embedded, docker or remote")
 
 
-def _interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
-
-
 @app.command()
 def serve(
     mode: Annotated[
@@ -149,9 +146,7 @@ def serve(
                 raise ServerError("--print-command is for --mode docker")
             console.print(" ".join(shlex.quote(a) for a in server.prepare()), highlight=False, soft_wrap=True)
             return
-        # Explicit handlers: a server started in the background of a script has SIGINT ignored.
-        for stop_signal in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(stop_signal, _interrupt)
+        stop_on(signal.SIGINT, signal.SIGTERM)
         started = time.perf_counter()
         server.start(timeout)
         try:
@@ -453,9 +448,7 @@ def sweep(ctx: typer.Context) -> None:
     """Measure every combination of model settings at every load level (perf sweep --help)."""
     from perf import sweep_command
 
-    # Ctrl-C must stop a sweep even when it was started from a script's background, where
-    # SIGINT arrives ignored and Python would leave it so.
-    signal.signal(signal.SIGINT, _interrupt)
+    stop_on(signal.SIGINT, signal.SIGTERM)  # a clean stop, resumable, whichever asks it
     try:
         code = sweep_command.main(ctx.args, console)
     except (*EXPECTED, PlanError, RunError, SweepError) as error:

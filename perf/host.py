@@ -1,4 +1,4 @@
-"""Facts about the machine perf runs on: GPUs and ports."""
+"""Facts about the machine perf runs on (GPUs, ports), and how perf's processes end with it."""
 
 from __future__ import annotations
 
@@ -70,3 +70,32 @@ def die_with_parent(argv: list[str], sig: signal.Signals = signal.SIGKILL) -> li
     if setpriv is None:
         return argv
     return [setpriv, f"--pdeathsig={sig.name.removeprefix('SIG')}", "--", *argv]
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop asked by a signal other than Ctrl-C's (SIGTERM from ``kill``, systemd or a job
+    scheduler): the same clean stop as Ctrl-C, servers and their stubs stopped and the run
+    left to resume, with the exit status a shell gives that signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.code = 128 + signum
+
+
+def stop_on(*signals: signal.Signals) -> None:
+    """Turn ``signals`` into a clean stop: KeyboardInterrupt for SIGINT, ``Stopped`` for the
+    others. Explicit, because a process started in a script's background has SIGINT ignored,
+    and Python's default for SIGTERM ends it without running a single ``finally``."""
+    for sig in signals:
+        signal.signal(sig, _raise_stop)
+
+
+def exit_code(stop: KeyboardInterrupt) -> int:
+    """The exit status for a stop: 130 for Ctrl-C, 128 + the signal's number for the others."""
+    return stop.code if isinstance(stop, Stopped) else 128 + signal.SIGINT
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Stopped(signum)

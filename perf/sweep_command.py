@@ -269,12 +269,12 @@ def main(args: list[str], console: Console) -> int:
             server.start()
         try:
             sweep.run()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             bar.stop()
             done = len(folder.table())
             console.print(f"[yellow]interrupted[/yellow]: {done} rows recorded in {folder.path}; "
                           "run the same command to resume")  # fmt: skip
-            return 130
+            return host.exit_code(stop)
     print_summary(folder, ns.slo_p99_ms, console)
     return 0
 

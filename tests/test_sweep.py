@@ -159,14 +159,19 @@ def test_the_server_killed_mid_sweep_is_recorded_and_survived(tmp_path: Path) ->
     assert no_server_left(run)
 
 
-def test_ctrl_c_stops_within_seconds_and_leaves_no_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("stop_signal", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_stops_within_seconds_and_leaves_no_server(
+    tmp_path: Path, stop_signal: signal.Signals, code: int
+) -> None:
+    """Ctrl-C, or SIGTERM as a job scheduler, systemd or ``kill`` sends: the sweep stops its
+    server and its python stubs, and keeps what it measured for a resume."""
     run = tmp_path / "run"
     with sweep_running(*SWEEP_3x2, "--out", str(run), rows_first=1) as proc:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop_signal)
         started = time.monotonic()
         output, _ = proc.communicate(timeout=60)
         took = time.monotonic() - started
-    assert proc.returncode == 130, output
+    assert proc.returncode == code, output
     assert "run the same command to resume" in " ".join(output.split())
     assert took < 20, f"took {took:.1f} s to stop"
     assert json.loads((run / "metadata.json").read_text())["status"] == "interrupted"
