@@ -234,10 +234,10 @@ def race_rows(findings: Findings) -> list[dict[str, str]]:
         else:
             outcome = "no level: " + record.get("reason", "none within the SLO")
         label = findings.label(point) if point in labelled else point
-        raced = race.get("entrants", {}).get(point, record["level"])  # where the race left it (moved down?)
+        raced = race.get("entrants", {}).get(point, record["level"])  # where the race left it (moved?)
         level = "" if raced is None else f"{findings.curves.load_kind} {raced:g}"
         if moves := race.get("moves", {}).get(point):
-            outcome += f" (moved down: {'; '.join(moves)})"
+            outcome += f" (moved: {'; '.join(moves)})"
         for other in labelled & set(re.findall(r"\b[0-9a-f]{10}\b", outcome)):  # the race names configs by id
             outcome = outcome.replace(other, findings.label(other))
         rows.append({"label": label, "level": level, "outcome": outcome})

@@ -62,6 +62,6 @@ def strategy(
         fixed = repeats is not None
         return Race(entrants, fallbacks, costs, history, slo_p99_ms, margin=margin,
                     max_rounds=max(0, repeats - 1) if repeats else max_rounds, sequential=not fixed,
-                    alike=alike)  # fmt: skip
+                    alike=alike, climb=not levels)  # fmt: skip
 
     return Then(first, race, guess=3 * (len(points) if search == "grid" else RACED + 1))

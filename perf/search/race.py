@@ -20,6 +20,16 @@ decide them:
   configs with the same latency at the SLO's edge would be moved down or not by the flip of
   a coin, and a config a level down loses the race for its level, not its settings. The load
   search's own reading is left out of the test: it was chosen for meeting the SLO;
+- the other way too, where perf searched the concurrency (``climb``): a config whose readings
+  at its level show the next level up within the SLO (their p99s, each raised by what one
+  more request in flight adds on the config's own curve from concurrency 1, under it by the
+  same test) moves up one level, if what held it below was the load search's single reading
+  over the SLO and one more request still adds throughput. That reading caps the config for
+  the whole race otherwise, and it is as noisy as any: one config's load search read p99 65
+  ms at 4 and left it at 3, where the race read 32 to 39 ms, and it lost by a third to a
+  config it had led by 17 % at the same level an hour later. The load search's reading at
+  the level counts here, so the question is asked by the second round, before any drop. A
+  level the race measured is never climbed back to: a config moves between two levels once;
 - a config is dropped when a one-sided test says the leader is faster by more than the margin
   (p below ``alpha`` divided by the number of comparisons: Bonferroni). A config within the
   margin is never dropped for being a little slower: it may be the answer;
@@ -208,6 +218,15 @@ def shown_over(p99_ms: list[float], slo_p99_ms: float, alpha: float) -> bool:
     return float(stats.ttest_1samp(p99_ms, slo_p99_ms, alternative="greater").pvalue) < alpha
 
 
+def shown_under(p99_ms: list[float], slo_p99_ms: float, alpha: float) -> bool:
+    """Whether readings show the mean p99 under the SLO: ``shown_over``'s test the other way."""
+    if len(p99_ms) < 2 or statistics.fmean(p99_ms) >= slo_p99_ms:
+        return False
+    if statistics.stdev(p99_ms) == 0:
+        return True
+    return float(stats.ttest_1samp(p99_ms, slo_p99_ms, alternative="less").pvalue) < alpha
+
+
 def chances(c: Comparison, margin: float, alpha: float, more: int) -> tuple[float, float]:
     """The chances that ``more`` further steps measuring both would show the compared config
     behind the leader by more than ``margin``, and within it, at ``alpha``, were the difference
@@ -236,6 +255,7 @@ class Race:
     # (point id, level) -> a key equal for configs that run alike there (perf.search.alike);
     # None: every entrant is raced (a level that is not a closed loop's concurrency)
     alike: Callable[[str, float], str] | None = None
+    climb: bool = False  # the levels are concurrencies perf searched: one shown within the SLO may move up
     survivors: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)  # point id -> why
     rounds: int = 0  # steps taken: rounds of the configs short of samples, then duels
@@ -247,7 +267,7 @@ class Race:
     duels: list[str] = field(default_factory=list)  # the cheapest survivors that dueled the leader, in turn
     passed: dict[str, float] = field(default_factory=dict)  # unsettled: cheaper survivors likely behind, by this
     folded: dict[str, str] = field(default_factory=dict)  # point id -> the config alike at its level that raced
-    moves: dict[str, list[str]] = field(default_factory=dict)  # point id -> levels it moved down, why
+    moves: dict[str, list[str]] = field(default_factory=dict)  # point id -> levels it moved to, why
     recheck: float | None = None  # the winner's last measurement
     ahead: str | None = None  # the leader when the race was decided (the recheck may change who leads)
     _rechecked: bool = False
@@ -311,6 +331,8 @@ class Race:
             return self._finish(ALONE if len(self.entrants) == 1 else CLEAR)
         spent = self.left <= 0 if self.sequential else self.rounds >= self.max_rounds
         self._over_slo()
+        if self.climb and not spent:
+            self._under_slo()
         if len(self.survivors) <= 1:
             return self._finish(CLEAR if self.survivors else NONE)
         if not self.sequential and not spent:
@@ -441,24 +463,70 @@ class Race:
         samples = self._samples(point)
         return math.log(statistics.fmean(samples)) if samples else -math.inf
 
+    def _raced(self, point: str, level: float) -> list[tuple[Trial, Outcome]]:
+        return [(t, o) for t, o in self.history.told
+                if t.point_id == point and t.level == level and t.phase in RACED and o.ok]  # fmt: skip
+
     def _over_slo(self) -> None:
         """Move each survivor whose race measurements show its level over the SLO one level
         down (or drop it): it is then short of samples at its new level."""
         for point in list(self.survivors):
             level = self.entrants[point]
-            p99 = [o.p99_ms for t, o in self.history.told
-                   if t.point_id == point and t.level == level and t.phase in RACED and o.ok]  # fmt: skip
+            p99 = [o.p99_ms for _, o in self._raced(point, level)]
             if self.slo_p99_ms is None or not shown_over(p99, self.slo_p99_ms, self.alpha):
                 continue
             why = f"p99 {statistics.fmean(p99):.1f} ms on average at concurrency {level:g}, over the SLO"
             if self.fallbacks.get(point):
-                self.entrants[point] = self.fallbacks[point].pop(0)
-                self.moves[point] = [
-                    *self.moves.get(point, []),
-                    f"round {self.rounds}: {why}: to {self.entrants[point]:g}",
-                ]
+                self._move(point, self.fallbacks[point].pop(0), f"{why}: down to")
             else:
                 self._drop(point, why)
+
+    def _under_slo(self) -> None:
+        """Move each survivor one level up whose readings at its level show that level within
+        the SLO, where only the load search's single reading said otherwise and one more
+        request in flight still adds throughput (see the module's docstring); it is then short
+        of samples at its new level."""
+        for point in self.survivors:
+            level, up = self.entrants[point], self.entrants[point] + 1
+            at = [o for t, o in self.history.told if t.point_id == point and t.level == level and o.ok]
+            if self.slo_p99_ms is None or len(at) < 3 or self._raced(point, up) or not self._capped(point, up):
+                continue
+            p99 = statistics.fmean(o.p99_ms for o in at)
+            served = statistics.fmean(o.throughput for o in at)
+            added_ms, adds = self._per_level(point, level, p99, served)
+            if adds > KNEE * served and shown_under([o.p99_ms + added_ms for o in at], self.slo_p99_ms, self.alpha):
+                self.fallbacks[point] = [level, *self.fallbacks.get(point, [])]
+                self._move(point, up, f"p99 {p99:.1f} ms on average at concurrency {level:g}, "
+                                      f"{p99 + added_ms:.1f} expected at {up:g}: up to")  # fmt: skip
+
+    def _capped(self, point: str, level: float) -> bool:
+        """Whether a load-search reading over the SLO at ``level`` or above is what keeps the
+        config below it."""
+        return any(t.point_id == point and t.level >= level and t.phase not in RACED and o.ok
+                   and o.p99_ms > (self.slo_p99_ms or math.inf) for t, o in self.history.told)  # fmt: skip
+
+    def _per_level(self, point: str, level: float, p99: float, served: float) -> tuple[float, float]:
+        """What one more request in flight adds near ``level``, to p99 and to throughput: the
+        chord from the lowest level measured (its readings the steadiest: one request at a
+        time) to ``p99`` and ``served`` at ``level``; with none below, ``p99 / level`` and
+        ``served / level`` (in proportion to the requests in flight, as p99 at saturation and
+        throughput before it). A config at its knee adds under ``KNEE`` a level and never climbs."""
+        below: dict[float, list[Outcome]] = {}
+        for t, o in self.history.told:
+            if t.point_id == point and t.level < level and o.ok and not math.isnan(o.p99_ms):
+                below.setdefault(t.level, []).append(o)
+        if not below:
+            return p99 / level, served / level
+        lowest = min(below)
+        steps = level - lowest
+        return (
+            max(0.0, p99 - statistics.fmean(o.p99_ms for o in below[lowest])) / steps,
+            (served - statistics.fmean(o.throughput for o in below[lowest])) / steps,
+        )
+
+    def _move(self, point: str, level: float, why: str) -> None:
+        self.entrants[point] = level
+        self.moves[point] = [*self.moves.get(point, []), f"round {self.rounds}: {why} {level:g}"]
 
     def _eliminate(self) -> Fit | None:
         """Drop every survivor shown behind the leader by more than the margin; the fit of the
