@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -39,7 +40,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def profile_config(out: Path, tool: tools.Tools) -> Path:
     """Model Analyzer's profile config for the staged tuned repository; its path."""
-    repository = stage(open_repository(ROOT / "model_repo", "tuned"), out / "repository", 0).path
+    tuned = open_repository(ROOT / "model_repo", "tuned")
+    for config in tuned.configs.values():  # its search starts at max_batch_size 1, which it
+        if config.HasField("dynamic_batching"):  # calls illegal beside larger preferred sizes
+            config.dynamic_batching.ClearField("preferred_batch_size")
+    repository = stage(tuned, out / "repository", 0).path
+    # Model Analyzer runs perf_analyzer in an environment of its own: the wrapper brings the
+    # CUDA runtime library perf_analyzer links against (no GPU needed).
+    wrapper = out / "perf_analyzer"
+    library = tool.perf_analyzer_env()["LD_LIBRARY_PATH"]
+    command = shlex.quote(str(tool.perf_analyzer))
+    wrapper.write_text(f'#!/bin/sh\nLD_LIBRARY_PATH={shlex.quote(library)} exec {command} "$@"\n')
+    wrapper.chmod(0o755)
     blobs, _ = images.synthetic_set(32, seed=0)  # the 640x480 JPEGs perf's sweeps send
     data = write_input_data(blobs, out / "input.json")
     server_env = tool.server_env()
@@ -53,7 +65,7 @@ def profile_config(out: Path, tool: tools.Tools) -> Path:
         "triton_server_path": str(tool.tritonserver),
         "triton_server_flags": {"backend_directory": str(tool.backends), "cache_directory": str(tool.caches)},
         "triton_server_environment": {k: server_env[k] for k in ("LD_LIBRARY_PATH", "PATH")},
-        "perf_analyzer_path": str(tool.perf_analyzer),
+        "perf_analyzer_path": str(wrapper),
         "client_protocol": "grpc",
         "run_config_search_mode": "quick",
         "run_config_search_max_instance_count": 2,
