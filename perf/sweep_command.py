@@ -78,8 +78,8 @@ def parser() -> argparse.ArgumentParser:
                    help="which configs to measure: grid, every one (default); optuna, those Optuna's TPE "
                         "sampler picks; guided, steps that relieve the bottleneck model; the best few are then "
                         "raced")  # fmt: skip
-    p.add_argument("--budget", help="optuna and guided: at most this many configs (12), or this much measuring "
-                                    "(10m, 600s, 1h); default a quarter of the configs")  # fmt: skip
+    p.add_argument("--budget", help="optuna and guided: at most this many configs (12), or this much measuring, "
+                                    "the race included (10m, 600s, 1h); default a quarter of the configs")  # fmt: skip
     p.add_argument("--seed", type=int, help="optuna: the sampler's seed (default 0); the same seed, the same search")
     p.add_argument("--apply", choices=plan.APPLY_MODES, help="reload via the model-control API (default) or restart")
     p.add_argument(

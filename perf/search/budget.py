@@ -10,7 +10,10 @@ reading, so it only ranks configs for the race; the race's repeated measurements
 
 The budget counts configs (``--budget 12``) or seconds of measuring (``--budget 10m``: the
 rows' own apply and measurement times, so a resumed search spends what the interrupted one
-had spent, not the wall time between). The search stops early when ``patience`` configs in a
+had spent, not the wall time between). A budget in time is the whole sweep's, the race's
+included, as a user who types ``10m`` means: the search stops choosing while what is left
+still pays for the cheapest config's load search (if it is to come) and a race's first rounds,
+and the race ends where the time does. The search stops early when ``patience`` configs in a
 row have not beaten the best by more than the margin.
 """
 
@@ -24,11 +27,14 @@ from typing import Any, Protocol
 
 from perf.search import History, Outcome, Trial
 from perf.search.load import SEARCH_PHASES, LoadSearch, levels_of, operating_level
-from perf.search.race import MARGIN
+from perf.search.race import MARGIN, MIN_SAMPLES
 from perf.search.space import Space
 
 PATIENCE = 10  # configs in a row that add under the margin to the best: the search has stopped helping
 RACED = 3  # the best configs raced at the end (with the baseline)
+# The rows a budget in time keeps for the race: every entrant (the best, the baseline, the
+# cheapest) brought to MIN_SAMPLES (its load-search reading counts), one duel step, the recheck.
+RACE_ROWS = (MIN_SAMPLES - 1) * (RACED + 2) + 3
 
 
 class Chooser(Protocol):
@@ -139,14 +145,25 @@ class Budgeted:
 
     def _limit(self, pending: bool) -> str:
         """Why no more configs are chosen (the budget, or patience run out); "" while they are."""
-        spent = sum(outcome.seconds for _, outcome in self.history.told)
         if self.budget.configs is not None and len(self.searches) + pending >= self.budget.configs:
             return f"the budget: {self.budget.configs} configs"
-        if self.budget.seconds is not None and spent >= self.budget.seconds:
-            return f"the budget: {spent / 60:.1f} min of measuring"
+        if self.budget.seconds is not None:
+            spent, kept = sum(outcome.seconds for _, outcome in self.history.told), self._kept(pending)
+            if spent + kept >= self.budget.seconds:
+                what = "the cheapest config and the race" if pending else "the race"
+                return (f"the budget: {spent / 60:.1f} of {self.budget.seconds / 60:g} min of measuring spent, "
+                        f"{kept / 60:.1f} kept for {what}")  # fmt: skip
         if self.searches and self._since_best >= self.patience:
             return f"{self._since_best} configs in a row did not beat the best by more than {self.margin:.0%}"
         return ""
+
+    def _kept(self, pending: bool) -> float:
+        """The seconds a budget in time keeps back from the chooser, at this search's own costs
+        so far: the cheapest config's load search where it is still to come, and the race."""
+        rows = [outcome.seconds for _, outcome in self.history.told]
+        searched = [sum(o.seconds for o in self.history.outcomes(point)) for point in self.scores]
+        config = statistics.fmean(searched) if searched and pending else 0.0
+        return config + RACE_ROWS * (statistics.fmean(rows) if rows else 0.0)
 
     def _busy(self) -> set[str]:
         """The configs under way: chosen, not yet scored."""

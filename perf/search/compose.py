@@ -45,12 +45,14 @@ def strategy(
     if levels and repeats:
         return Grid(points, levels, repeats, history, slo_p99_ms)
     first: EachPoint | Grid | Budgeted
+    until = None  # a budget in time: the race's end too
     if search != "grid":
         assert space is not None and not levels, "a budgeted search searches each config's load"
         chooser: Chooser = Tpe(space, seed) if search == "optuna" else Guided(space)
         least = cheapest(list(space.positions), costs, {}, {}) if space.positions else None
-        first = Budgeted(space, chooser, history, slo_p99_ms, budget or default_budget(space), margin, width=width,
-                         cheapest=least)  # fmt: skip
+        limit = budget or default_budget(space)
+        first = Budgeted(space, chooser, history, slo_p99_ms, limit, margin, width=width, cheapest=least)
+        until = limit.seconds
     elif levels:
         first = Grid(points, levels, 1, history, slo_p99_ms)
     else:
@@ -62,6 +64,6 @@ def strategy(
         fixed = repeats is not None
         return Race(entrants, fallbacks, costs, history, slo_p99_ms, margin=margin,
                     max_rounds=max(0, repeats - 1) if repeats else max_rounds, sequential=not fixed,
-                    alike=alike, climb=not levels)  # fmt: skip
+                    alike=alike, climb=not levels, until=until)  # fmt: skip
 
     return Then(first, race, guess=3 * (len(points) if search == "grid" else RACED + 1))

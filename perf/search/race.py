@@ -45,7 +45,9 @@ decide them:
   difference from the leader lies above ``-margin``: it wins, EQUIVALENT), or leads itself
   (LEADS), or going on could no longer change the answer: the race has spent ``max_rounds``
   rounds' worth of measurements (those that re-found a moved config's level not counted: they
-  redo the load search's work), or the rest of that budget gives under ``FUTILE`` chance of
+  redo the load search's work) or, under a budget in time (``until``), the measurements the
+  time left pays for, those included: the user's ``--budget 10m`` is the whole sweep's, not
+  only its search's; or the rest of that budget gives under ``FUTILE`` chance of
   dropping the cheapest and two more steps are unlikely to show it within the margin, were the
   measured means and spreads to hold (UNDECIDED: it wins, not having been shown behind, and the
   report says so, unless its readings make it more likely than not, corrected for the
@@ -261,6 +263,9 @@ class Race:
     # None: every entrant is raced (a level that is not a closed loop's concurrency)
     alike: Callable[[str, float], str] | None = None
     climb: bool = False  # the levels are concurrencies perf searched: one shown within the SLO may move up
+    # a budget in time (--budget 10m): the race ends once the sweep's rows, the load search's
+    # included, have cost this many seconds, whatever is left of ``max_rounds``
+    until: float | None = None
     survivors: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)  # point id -> why
     rounds: int = 0  # steps taken: rounds of the configs short of samples, then duels
@@ -312,8 +317,18 @@ class Race:
 
     @property
     def left(self) -> int:
-        """What is left of the budget."""
-        return self.budget + self.releveled - self.measured
+        """What is left of the budget: of ``max_rounds``' measurements, and of those the time left
+        pays for at the mean cost of a row so far."""
+        left = self.budget + self.releveled - self.measured
+        return left if self.until is None else min(left, self._paid_for())
+
+    def _paid_for(self) -> int:
+        """The measurements the budget in time still pays for (a large number without one)."""
+        seconds = [o.seconds for _, o in self.history.told]
+        per_row = statistics.fmean(seconds) if seconds else 0.0
+        if self.until is None or per_row <= 0:
+            return self.budget
+        return math.floor((self.until - sum(seconds)) / per_row)
 
     def propose(self) -> list[Trial]:
         if not self.verdict:
@@ -344,7 +359,8 @@ class Race:
         if not self.sequential and not spent:
             return self._rotated(self.survivors)
         short = [p for p in self.survivors if len(self._samples(p)) < self.min_samples]
-        if short and (not spent or any(p in self.moves for p in short)):  # the first rounds, or a level moved
+        relevel = any(p in self.moves for p in short) and self._paid_for() > 0  # a budget in time ends even this
+        if short and (not spent or relevel):  # the first rounds, or a level moved
             leader = self.leader
             moved = [p for p in short if p in self.moves]
             self.releveled += len(moved) + (leader not in short and len(moved) == len(short))
