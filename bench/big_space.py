@@ -3,6 +3,7 @@ reference ensemble (tuned profile) with p99 <= 50 ms.
 
     .venv/bin/python bench/big_space.py --runs 3
     .venv/bin/python bench/big_space.py --runs 3 --grid-from runs/bench-big-grid   # reuse a grid run
+    .venv/bin/python bench/big_space.py --grid-from runs/bench-big-grid --budget 5.5m   # a budget in time
 
 The space: both models' instance counts (1, 2) x the preprocessor's queue delay (0, 1000, 5000 us)
 x the classifier's (0, 100, 1000, 5000 us). The grid load-searches every config and races them
@@ -125,6 +126,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs of each budgeted search")
     parser.add_argument("--searches", nargs="+", default=["optuna", "guided"])
     parser.add_argument("--grid-from", type=Path, help="a finished grid run of this space to compare with")
+    parser.add_argument("--budget", help="the budgeted searches' --budget (default perf's: a quarter of the configs)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-big-space")
     parser.add_argument(
         "--verify",
@@ -141,7 +143,8 @@ def main() -> None:
             sweep(grid_out, [])
         for search in args.searches:
             for i in range(args.runs):
-                extra = ["--search", search, *(["--seed", str(i)] if search == "optuna" else [])]
+                extra = ["--search", search, *(["--seed", str(i)] if search == "optuna" else []),
+                         *(["--budget", args.budget] if args.budget else [])]  # fmt: skip
                 sweep(args.out / f"{search}{i + 1}", extra)
                 print(f"{search} {i + 1} done", flush=True)
     grid = summary(grid_out)
