@@ -225,7 +225,7 @@ def main() -> None:
         print(f"| {r['run']} | " + " | ".join(str(r.get(c, "")) for c in columns) + " |")
     for search in args.searches:
         mine = [r for r in results if str(r["run"]).startswith(search)]
-        for judge, by in [("in_grid", "the grid's own race"), *([("verified", "side by side")] if verified else [])]:
+        for judge, by in [("in_grid", "the grid's own race"), *([("verified", "at the SLO")] if verified else [])]:
             met = sum(r[judge] >= 0.95 and r["of_grid_time"] <= 0.25 for r in mine)
             print(f"{search}: its recommendation within 5 % of the best ({by}) in at most a quarter of the grid's "
                   f"time in {met} of {len(mine)}")  # fmt: skip
