@@ -179,7 +179,7 @@ def test_a_budget_in_time_is_the_whole_sweeps_race_included(search: str, minutes
     assert spent <= 60 * minutes + step, (budgeted.stopped, race.verdict)
     assert race.winner is not None and race.measured > 0
     assert "kept for the" in budgeted.stopped or "did not beat the best" in budgeted.stopped
-    assert "p0000" in {step["point"] for step in budgeted.trail}  # the space's cheapest: its place kept too
+    assert "p0000" in {s["point"] for s in budgeted.trail}  # the space's cheapest: its place kept too
 
 
 def test_the_guided_search_says_which_bottleneck_each_step_relieves() -> None:
