@@ -334,6 +334,20 @@ def test_the_grid_proposes_every_level_and_repeat_once() -> None:
     ]
 
 
+@pytest.mark.parametrize(("crashes", "outcomes"), [(1, ["crashed", "ok", "ok"]), (2, ["crashed", "ok", "crashed"])])
+def test_a_grid_cell_triton_crashed_in_is_measured_once_more(crashes: int, outcomes: list[str]) -> None:
+    """Triton may die under a measurement for reasons of its own: the grid still delivers every
+    cell its repeats, on the fresh server. A cell that crashes it twice is the config's doing,
+    and stays crashed."""
+    strat, told = strategy(["a", "b"], (1,), 1, None, {}), []
+    while batch := strat.propose():
+        for trial in batch:
+            crashed = trial.point_id == "a" and trial.repeat < crashes
+            strat.tell(trial, Outcome("crashed", error="Triton exited") if crashed else Outcome("ok", 100.0, 10.0))
+            told.append((trial.point_id, trial.repeat, "crashed" if crashed else "ok"))
+    assert told == [(p, r, o) for (p, r), o in zip([("a", 0), ("b", 0), ("a", 1)], outcomes, strict=True)]
+
+
 def test_a_grid_races_each_config_at_its_highest_level_within_the_slo() -> None:
     """More requests in flight never serve fewer: a lower reading at a higher level is noise,
     and a config raced a level low would lose for its level."""

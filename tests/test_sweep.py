@@ -65,9 +65,14 @@ def test_a_reload_sweep_records_every_point_level_and_config(tmp_path: Path) -> 
     out = sweep("--model", "ensemble_model", "--param", "classifier.instance_count", "--values", "1", "2",
                 "--repeats", "1", "--concurrency", "1", "2", "--out", str(run))  # fmt: skip
     assert out.returncode == 0, out.stdout
-    table = rows(run)
+    every = rows(run)
+    # Triton 2.51 can die reloading an ensemble's steps (it did once here in CI): such a cell
+    # is measured once more on a fresh server, so every cell still has its row.
+    assert set(every["status"]) <= {"ok", "crashed"}, every[["status", "error"]].to_string()
+    assert all("Triton exited" in error for error in every.loc[every["status"] == "crashed", "error"])
+    table = every[every["status"] == "ok"]
     # instance_count 2 is the repository's own value: that point is the baseline.
-    assert len(table) == 4 and set(table["status"]) == {"ok"}, table[["status", "error"]]
+    assert len(table) == 4 and len(table.groupby(["point_id", "load_level"])) == 4, every[["status", "error"]]
     assert sorted(table["classifier.instance_count"]) == [1, 1, 2, 2]
     assert table.loc[table["classifier.instance_count"] == 2, "is_baseline"].all()
     assert (table["throughput"] > 0).all() and (table["p99_ms"] >= table["p50_ms"]).all()
@@ -87,7 +92,7 @@ def test_a_reload_sweep_records_every_point_level_and_config(tmp_path: Path) -> 
     assert no_server_left(run)
     again = sweep("--model", "ensemble_model", "--param", "classifier.instance_count", "--values", "1", "2",
                   "--repeats", "1", "--concurrency", "1", "2", "--out", str(run))  # fmt: skip
-    assert again.returncode == 0 and len(rows(run)) == 4, "a finished run is not measured again"
+    assert again.returncode == 0 and len(rows(run)) == len(every), "a finished run is not measured again"
 
 
 def test_a_restart_sweep_writes_the_config_and_restarts(tmp_path: Path) -> None:
@@ -155,7 +160,10 @@ def test_the_server_killed_mid_sweep_is_recorded_and_survived(tmp_path: Path) ->
     assert "Triton exited" in crashed["error"].iloc[0]
     after = table.index[table["status"] == "crashed"][0]
     assert (table.loc[after + 1 :, "status"] == "ok").all() and after + 1 < len(table), "the sweep went on"
-    assert len(table) == 6
+    cell = table.loc[after, ["point_id", "load_level"]].tolist()
+    again = table[(table["point_id"] == cell[0]) & (table["load_level"] == cell[1]) & (table["status"] == "ok")]
+    assert len(again) == 1 and again.index[0] > after, "the cell the crash cut short was measured again"
+    assert len(table) == 7
     assert no_server_left(run)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from perf.results import OK
+from perf.results import CRASHED, OK
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,16 @@ class History:
     def samples(self, point_id: str, level: float) -> list[float]:
         """The throughputs measured for a config at a level: what races compare."""
         return [o.throughput for o in self.outcomes(point_id, level) if o.ok]
+
+
+def measure_again(history: History, trial: Trial, outcome: Outcome) -> bool:
+    """Whether a told trial that crashed Triton is measured once more, on the fresh server. A
+    crash may come from outside the config (Triton 2.51 can die reloading an ensemble's steps,
+    a server may be killed, the host short of memory for a moment), and one crash must not cost
+    a config its measurement at a level; a second crash at the same level is the config's."""
+    if outcome.status != CRASHED:
+        return False
+    return sum(o.status == CRASHED for o in history.outcomes(trial.point_id, trial.level)) == 1
 
 
 class Strategy(Protocol):

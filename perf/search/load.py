@@ -10,10 +10,9 @@ more requests in flight never serve fewer, so a single reading that says otherwi
 Picking a lower level "as fast" on single readings puts configs at levels that noise chose,
 several per cent below their capacity, and the race then ranks levels rather than settings.
 
-A measurement Triton's exit cut short is measured once more on the fresh server: a crash may
-come from outside (a server killed, the host out of memory for a moment), and one crash at
-concurrency 1 would otherwise strike the config from the sweep. A config that crashes Triton
-twice at the same level is given up there.
+A measurement Triton's exit cut short is measured once more on the fresh server
+(``measure_again``): one crash at concurrency 1 would otherwise strike the config from the
+sweep. A config that crashes Triton twice at the same level is given up there.
 """
 
 from __future__ import annotations
@@ -21,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from perf.results import CRASHED, OK
-from perf.search import History, Outcome, Trial
+from perf.results import OK
+from perf.search import History, Outcome, Trial, measure_again
 
 KNEE = 0.05
 
@@ -73,8 +72,7 @@ class LoadSearch:
     def tell(self, trial: Trial, outcome: Outcome) -> None:
         self.history.add(trial, outcome)
         level = int(trial.level)
-        crashes = sum(o.status == CRASHED for o in self.history.outcomes(self.point_id, trial.level))
-        if outcome.status == CRASHED and crashes == 1:
+        if measure_again(self.history, trial, outcome):
             self._again = level
             return
         if not outcome.meets(self.slo_p99_ms):
