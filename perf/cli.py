@@ -16,7 +16,7 @@ from rich.table import Table
 
 from perf import doctor, tools
 from perf.drivers.perf_analyzer import PerfAnalyzerError
-from perf.host import stop_on
+from perf.host import exit_code, stop_on
 from perf.modelconfig import ConfigError
 from perf.plan import PlanError
 from perf.repository import (
@@ -261,6 +261,7 @@ def demo(
     """Serve the ensemble, classify a few fresh images, and measure it with perf_analyzer."""
     from perf import demo as demo_job
 
+    stop_on(signal.SIGINT, signal.SIGTERM)  # Triton and the demo's temporary folder go with it
     try:
         result = demo_job.run(
             _repo(repo), Ports(http_port, grpc_port, metrics_port), concurrency or [1, 2, 3, 4],
@@ -268,6 +269,9 @@ def demo(
         )  # fmt: skip
     except EXPECTED as error:
         _fail(error)
+    except KeyboardInterrupt as stop:
+        console.print("stopped: Triton is stopped and the demo's files removed")
+        raise typer.Exit(exit_code(stop)) from None
     table = Table("image", "truth", "predicted", "probability", title="Fresh images through ensemble_model")
     for i, (truth, p) in enumerate(result.predictions):
         mark = "" if truth == p.label else " [red]x[/red]"

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import torch
 
@@ -129,6 +135,32 @@ def test_demo_prints_classifications_and_a_load_table() -> None:
     rows = [line.split("│") for line in table.splitlines() if line.startswith("│")]
     assert [r[1].strip() for r in rows] == ["1", "2"]
     assert all(float(r[2]) > 0 for r in rows)
+
+
+@pytest.mark.parametrize(("stop_signal", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_demo_stopped_by_a_signal_stops_triton_and_removes_its_files(stop_signal: signal.Signals, code: int) -> None:
+    ports = free_ports()
+    argv = [sys.executable, "-m", "perf", "demo", "--http-port", str(ports.http), "--grpc-port", str(ports.grpc),
+            "--metrics-port", str(ports.metrics), "--concurrency", "1", "--measurement-interval", "60000"]  # fmt: skip
+    env = {**os.environ, "COLUMNS": "1000"}  # the log's path on one line
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        lines = [proc.stdout.readline()]
+        while lines[-1] and "Triton ready" not in lines[-1]:
+            lines.append(proc.stdout.readline())
+        found = re.search(r"log (\S+triton\.log)\)", lines[-1])
+        assert found, "".join(lines)
+        family = psutil.Process(proc.pid).children(recursive=True)
+        assert any(p.name() == "tritonserver" for p in family)
+        proc.send_signal(stop_signal)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code and "Traceback" not in output, output
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family), "nothing left running"
+    workdir = Path(found.group(1)).parents[1]
+    assert workdir.name.startswith("perf-demo-") and not workdir.exists(), "its temporary files removed"
 
 
 def test_the_design_cards_sweep_works_as_typed(tmp_path: Path) -> None:
