@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
+import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.grpc.model_config_pb2 import TYPE_FP32, TYPE_UINT8
@@ -147,30 +148,57 @@ def test_the_cpu_of_each_process_is_told_apart(server: EmbeddedServer) -> None:
 
 
 @pytest.mark.parametrize(
-    ("settings", "message"),
+    ("model", "settings", "message"),
     [
-        ({"decode_threads": "0"}, "decode_threads '0': give a whole number, 1 or more"),
-        ({"decode_threads": "two"}, "decode_threads 'two': give a whole number, 1 or more"),
-        ({"decode_threads": "2", "preprocessing": "per_image"}, "decode_threads 2 needs preprocessing: batched"),
-        ({"preprocessing": "fast"}, "preprocessing 'fast': choose batched or per_image"),
+        ("preprocessor", {"decode_threads": "0"}, "decode_threads '0': give a whole number, 1 or more"),
+        ("preprocessor", {"decode_threads": "two"}, "decode_threads 'two': give a whole number, 1 or more"),
+        ("preprocessor", {"decode_threads": "2", "preprocessing": "per_image"},
+         "decode_threads 2 needs preprocessing: batched"),
+        ("preprocessor", {"preprocessing": "fast"}, "preprocessing 'fast': choose batched or per_image"),
+        ("classifier", {"nice": "20"}, "nice '20': give a whole number from 0 to 19"),
+        ("classifier", {"nice": "-5"}, "nice '-5': give a whole number from 0 to 19"),
     ],
-)
-def test_preprocessor_settings_it_cannot_honour_are_refused_at_load(
-    server: EmbeddedServer, settings: dict[str, str], message: str
+)  # fmt: skip
+def test_model_settings_they_cannot_honour_are_refused_at_load(
+    server: EmbeddedServer, model: str, settings: dict[str, str], message: str
 ) -> None:
-    original = server.model_config("preprocessor")
-    wrong = server.model_config("preprocessor")
+    original = server.model_config(model)
+    wrong = server.model_config(model)
     for key, value in settings.items():
         wrong.parameters[key].string_value = value
     try:
         with pytest.raises(ServerError, match=re.escape(message)):
-            server.load_model("preprocessor", wrong)
+            server.load_model(model, wrong)
     finally:
-        server.load_model("preprocessor", original)
+        server.load_model(model, original)
     jpegs, truth = synthetic_set(2, seed=9)
     assert [CLASSES[int(i)] for i in infer_rows(server, read_and_pad_images(jpegs)).argmax(axis=1)] == [
         CLASSES[t] for t in truth
     ]
+
+
+def test_the_classifier_steps_back_by_its_nice_and_still_answers(server: EmbeddedServer) -> None:
+    """``nice``: every thread of the classifier's stub runs that much below Triton's priority."""
+    original = server.model_config("classifier")
+    polite = server.model_config("classifier")
+    polite.parameters["nice"].string_value = "7"
+    server.load_model("classifier", polite)
+    try:
+        instances = sum(g.count for m in ("preprocessor", "classifier") for g in server.model_config(m).instance_group)
+        server.settle(instances)  # the stubs of the replaced instances gone
+        jpegs, truth = synthetic_set(2, seed=10)
+        answers = infer_rows(server, read_and_pad_images(jpegs)).argmax(axis=1)
+        triton = psutil.Process(server.pid)
+        stubs = [p for p in triton.children() if any("classifier/1/model.py" in a for a in p.cmdline())]
+        assert stubs and all(p.nice() == triton.nice() + 7 for stub in stubs for p in _threads(stub))
+    finally:
+        server.load_model("classifier", original)
+    assert [CLASSES[int(i)] for i in answers] == [CLASSES[t] for t in truth]
+
+
+def _threads(process: psutil.Process) -> list[psutil.Process]:
+    """Each thread of ``process`` as a process, for its own nice value."""
+    return [psutil.Process(t.id) for t in process.threads()]
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,16 @@
 """Serves a TorchScript file beside this file on Triton's python backend, for servers without
 the libtorch backend: the config's ``torchscript_file`` parameter (default model.pt; the tuned
 profile's model_pixels.pt takes uint8 pixels). NVIDIA's container serves the same file with
-`platform: "pytorch_libtorch"` (`perf model emit`)."""
+`platform: "pytorch_libtorch"` (`perf model emit`).
 
+``nice`` (default 0, up to 19) lowers the stub's CPU priority by that much. On cores the
+pipeline shares, the preprocessor's one process is the bound, and every moment it waits for a
+core behind this stub is throughput lost; the classifier has time to spare and catches up.
+Raising one's own nice needs no privilege (lowering it would)."""
+
+import contextlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +22,13 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        nice = params.get("nice", "0")
+        if not nice.isdecimal() or int(nice) > 19:
+            raise pb_utils.TritonModelException(f"nice {nice!r}: give a whole number from 0 to 19")
+        for thread in os.listdir("/proc/self/task"):  # Linux keeps a nice value per thread
+            with contextlib.suppress(ProcessLookupError):  # a thread that has just ended
+                tid = int(thread)
+                os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + int(nice))
         # Each instance is its own process: one intra-op thread each keeps instances from
         # fighting over the cores; raise it when there are fewer instances than cores.
         torch.set_num_threads(int(params.get("torch_num_threads", "1")))
