@@ -242,6 +242,14 @@ class _Process:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def exits_within(self, seconds: float) -> bool:
+        assert self.proc is not None
+        try:
+            self.proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def log_summary(self, errors: int = 4, tail: int = 3) -> str:
         """Triton's error lines (the cause is rarely in the last lines: shutdown follows it),
         then the log's last lines."""
@@ -290,7 +298,13 @@ class _LaunchedServer(TritonServer):
         return self._process.proc.pid if self._process and self._process.proc else None
 
     def alive(self) -> bool:
-        return self._process is not None and self._process.alive()
+        """Whether its process runs. Asked after an error: a server killed a moment ago closes
+        its sockets before its last threads end, and a dying server taken for a live one turns
+        a crash perf would record and survive into an error that ends the sweep. So a process
+        whose gRPC port refuses is given a few seconds to finish exiting."""
+        if self._process is None or not self._process.alive():
+            return False
+        return host.port_open(self.host, self.ports.grpc) or not self._process.exits_within(5)
 
     def log_summary(self) -> str:
         return self._process.log_summary() if self._process else "(not started)"

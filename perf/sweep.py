@@ -326,17 +326,24 @@ class Sweep:
                 return self._crashed(point, trial, error)
             self._applied = point.id
             self._load = self._driver()
-            try:
-                self._load.warm_up(trial.level, self.load.kind)
-                # The replaced instances exit while the new ones warm up; measuring before they
-                # are gone would give them the measurement's CPU (11 % of the ensemble's here).
-                self.server.settle(self._python_stubs())
-            except (DriverError, ServerError) as error:
-                if self.server.alive():
-                    raise
-                return self._crashed(point, trial, error)
+            if (crashed_row := self._warm_up(point, trial, self._load)) is not None:
+                return crashed_row
             self._apply_s = time.perf_counter() - started
         return self._measure(point, trial, self._load)
+
+    def _warm_up(self, point: Point, trial: search.Trial, driver: Driver) -> dict[str, Any] | None:
+        """Warm ``driver`` up at the trial's level; the crashed row if Triton died meanwhile."""
+        assert self.server is not None
+        try:
+            driver.warm_up(trial.level, self.load.kind)
+            # The replaced instances exit while the new ones warm up; measuring before they
+            # are gone would give them the measurement's CPU (11 % of the ensemble's here).
+            self.server.settle(self._python_stubs())
+        except (DriverError, ServerError) as error:
+            if self.server.alive():
+                raise
+            return self._crashed(point, trial, error)
+        return None
 
     # -- side by side ---------------------------------------------------------------------
 
@@ -407,8 +414,8 @@ class Sweep:
         if point.id not in self._drivers:
             top = self._variants[point.id].get(self.plan.model, (self.plan.model, None))[0]
             self._drivers[point.id] = self._driver(top)
-            self._drivers[point.id].warm_up(trial.level, self.load.kind)
-            self.server.settle(self._python_stubs())
+            if (crashed_row := self._warm_up(point, trial, self._drivers[point.id])) is not None:
+                return crashed_row
         return self._measure(point, trial, self._drivers[point.id], self._variants[point.id])
 
     def _load_copies(self, points: list[dict[str, tuple[str, ModelConfig]]]) -> None:

@@ -63,6 +63,23 @@ def test_a_crashed_server_leaves_no_shared_memory_behind(tmp_path: Path) -> None
     assert regions() == [] and processes_mentioning(str(tmp_path)) == []
 
 
+def test_a_server_killed_a_moment_ago_is_not_taken_for_alive(tmp_path: Path) -> None:
+    """What a sweep asks when a call to Triton failed: once its gRPC port refuses, the server
+    is gone, even while its last threads are still ending (a crash to record and survive, not
+    an error that ends the sweep; CI once ended one so)."""
+    server = EmbeddedServer(REPO, ports=free_ports(), workdir=tmp_path, models_to_load=["preprocessor"])
+    server.start()
+    try:
+        assert server.alive() and server.pid is not None
+        psutil.Process(server.pid).kill()
+        while _busy(server.ports.grpc):  # the state a failed call finds it in
+            time.sleep(0.005)
+        assert not server.alive()
+    finally:
+        server.stop()
+    assert processes_mentioning(str(tmp_path)) == []
+
+
 def test_failed_start_shows_the_log_and_leaves_no_process(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(REPO, repo)
