@@ -53,8 +53,8 @@ def wait_for_rows(run: Path, count: int, proc: subprocess.Popen, timeout: float 
 
 
 def measured(table: pd.DataFrame, again: bool = True) -> pd.DataFrame:
-    """The rows measured. Triton 2.51 can die as it reloads an ensemble's steps (it did once in
-    CI): that row is `crashed` and says so, and (``again``) its cell is measured once more on
+    """The rows measured. Triton may exit under a sweep for reasons of its own (it did once in
+    CI, mid reload-sweep): that row is `crashed` and says so, and (``again``) its cell is measured once more on
     the fresh server. Anything else is a lost measurement."""
     assert set(table["status"]) <= {"ok", "crashed"}, table[["status", "error"]].to_string()
     ok = table["status"] == "ok"

@@ -81,9 +81,10 @@ class History:
 
 def measure_again(history: History, trial: Trial, outcome: Outcome) -> bool:
     """Whether a told trial that crashed Triton is measured once more, on the fresh server. A
-    crash may come from outside the config (Triton 2.51 can die reloading an ensemble's steps,
-    a server may be killed, the host short of memory for a moment), and one crash must not cost
-    a config its measurement at a level; a second crash at the same level is the config's."""
+    crash may come from outside the config (Triton exited once in CI mid reload-sweep, cause
+    unknown; a server may be killed, the host short of memory for a moment), and one crash
+    must not cost a config its measurement at a level; a second crash at the same level is
+    the config's."""
     if outcome.status != CRASHED:
         return False
     return sum(o.status == CRASHED for o in history.outcomes(trial.point_id, trial.level)) == 1
