@@ -224,8 +224,10 @@ def emit(
         _fail(error)
     for name in emitted.names:
         config = emitted.configs[name]
-        console.print(f"{name}: {config.platform or config.backend}")
-    console.print(f"wrote {emitted.path}")
+        profiles = sorted(p.stem for p in (emitted.path / name / "configs").glob("*.pbtxt"))
+        also = f" (profiles: {', '.join(profiles)})" if profiles else ""
+        console.print(f"{name}: {config.platform or config.backend}{also}")
+    console.print(f"wrote {emitted.path}; serve a profile with `tritonserver --model-config-name=PROFILE`")
 
 
 @app.command("classify")

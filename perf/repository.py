@@ -17,7 +17,7 @@ from perf.tools import project_root
 TORCHSCRIPT_FILE = "model.pt"
 PIXELS_MODEL_FILE = "model_pixels.pt"  # the same network taking uint8 pixels (the tuned profile's)
 # Parameters read by our python-backend model.py files, meaningless to other backends.
-PYTHON_BACKEND_PARAMETERS = ("torch_num_threads", "torchscript_file")
+PYTHON_BACKEND_PARAMETERS = ("torch_num_threads", "torchscript_file", "nice")
 
 
 class RepositoryError(ValueError):
@@ -137,7 +137,9 @@ def torchscript_models(repo: Repository) -> list[str]:
 
 def emit_libtorch(repo: Repository, dst: Path) -> Repository:
     """Copy ``repo`` to ``dst`` with its TorchScript models on ``platform: "pytorch_libtorch"``,
-    the form NVIDIA's container serves without the python backend."""
+    the form NVIDIA's container serves without the python backend. Their profiles
+    (``configs/*.pbtxt``) are converted too: the python stub they named is not copied, and
+    `tritonserver --model-config-name=tuned` must serve the tuned profile there as here."""
     if dst.resolve() == repo.path.resolve() or repo.path.resolve() in dst.resolve().parents:
         raise RepositoryError(f"{dst} is inside the source repository {repo.path}: choose another folder")
     convert = torchscript_models(repo)
@@ -147,15 +149,30 @@ def emit_libtorch(repo: Repository, dst: Path) -> Repository:
         config = ModelConfig()
         config.CopyFrom(source)
         if name in convert:
-            config.backend = ""
-            config.platform = "pytorch_libtorch"
-            if "torchscript_file" in config.parameters:  # the python backend's name for the file served
-                config.default_model_filename = config.parameters["torchscript_file"].string_value
-            for key in PYTHON_BACKEND_PARAMETERS:
-                config.parameters.pop(key, None)
+            _on_libtorch(config)
             for model_py in (dst / name).glob("*/model.py"):
                 model_py.unlink()
+            for profile in (dst / name / "configs").glob("*.pbtxt"):
+                converted = read_config(profile)
+                _on_libtorch(converted)
+                write_config(converted, profile)
         # Every config is written: a profile's (configs/PROFILE.pbtxt) becomes the one served.
         write_config(config, dst / name / "config.pbtxt")
         configs[name] = config
     return Repository(dst, configs)
+
+
+def _on_libtorch(config: ModelConfig) -> None:
+    """``config``, written for the python stub that serves a TorchScript file, made libtorch's:
+    the file served, and the stub's intra-op threads as the backend's own parameter (the
+    profiles set them deliberately for shared cores). The stub's ``nice`` has no counterpart:
+    libtorch runs inside Triton's process."""
+    config.backend = ""
+    config.platform = "pytorch_libtorch"
+    if "torchscript_file" in config.parameters:
+        config.default_model_filename = config.parameters["torchscript_file"].string_value
+    if "torch_num_threads" in config.parameters:
+        threads = config.parameters["torch_num_threads"].string_value
+        config.parameters["INTRA_OP_THREAD_COUNT"].string_value = threads
+    for key in PYTHON_BACKEND_PARAMETERS:
+        config.parameters.pop(key, None)

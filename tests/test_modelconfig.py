@@ -132,6 +132,20 @@ def test_emit_libtorch_of_the_tuned_profile_serves_its_pixels_model(tmp_path: Pa
     )
 
 
+def test_emit_libtorch_converts_the_profiles_beside_the_config(tmp_path: Path) -> None:
+    """`tritonserver --model-config-name=tuned` in NVIDIA's container serves the tuned profile
+    of the emitted repository: its model.py is gone, so its profile must be libtorch's too."""
+    emitted = emit_libtorch(open_repository(REPO), tmp_path / "libtorch")
+    tuned = open_repository(emitted.path, "tuned").configs["classifier"]
+    assert (tuned.platform, tuned.backend, tuned.default_model_filename) == ("pytorch_libtorch", "", "model_pixels.pt")
+    assert tuned == emit_libtorch(open_repository(REPO, "tuned"), tmp_path / "direct").configs["classifier"]
+    # The stub's one intra-op thread, set for two shared cores, is kept as libtorch's own.
+    for config in (tuned, emitted.configs["classifier"]):
+        assert config.parameters["INTRA_OP_THREAD_COUNT"].string_value == "1"
+        assert not config.parameters.keys() & {"torchscript_file", "torch_num_threads", "nice"}
+    assert open_repository(emitted.path, "tuned").configs["preprocessor"].backend == "python"
+
+
 def test_emit_refuses_to_write_into_the_source(tmp_path: Path) -> None:
     shutil.copytree(REPO, tmp_path / "repo")
     with pytest.raises(RepositoryError, match="inside the source repository"):
