@@ -153,9 +153,9 @@ def emit_libtorch(repo: Repository, dst: Path) -> Repository:
             for model_py in (dst / name).glob("*/model.py"):
                 model_py.unlink()
             for profile in (dst / name / "configs").glob("*.pbtxt"):
-                converted = read_config(profile)
-                _on_libtorch(converted)
-                write_config(converted, profile)
+                if (converted := read_config(profile)).backend == "python":  # it named the stub
+                    _on_libtorch(converted)
+                    write_config(converted, profile)
         # Every config is written: a profile's (configs/PROFILE.pbtxt) becomes the one served.
         write_config(config, dst / name / "config.pbtxt")
         configs[name] = config
