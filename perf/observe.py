@@ -24,13 +24,16 @@ def snapshot(server: TritonServer, models: list[str]) -> dict[str, dict[str, int
     """Cumulative counters per model (all versions summed)."""
     counters: dict[str, dict[str, int]] = {}
     for model in models:
-        total = dict.fromkeys(["success", "fail", "inferences", "executions", *PHASES], 0)
+        total = dict.fromkeys(["success", "fail", "inferences", "executions", "responses", *PHASES], 0)
         for stats in server.statistics(model):
             inference = stats.get("inference_stats", {})
             total["success"] += int(inference.get("success", {}).get("count", 0))
             total["fail"] += int(inference.get("fail", {}).get("count", 0))
             total["inferences"] += int(stats.get("inference_count", 0))
             total["executions"] += int(stats.get("execution_count", 0))
+            # A decoupled model's responses, counted by their index within a request.
+            total["responses"] += sum(int(r.get("success", {}).get("count", 0))
+                                      for r in stats.get("response_stats", {}).values())  # fmt: skip
             for phase in PHASES:
                 total[phase] += int(inference.get(phase, {}).get("ns", 0))
         counters[model] = total

@@ -25,8 +25,9 @@ import pandas as pd
 
 from perf.modelconfig import ModelConfig, read_config, write_config
 
-# A row's status: measured; Triton refused the variant; the server died; the measurement failed.
-OK, REFUSED, CRASHED, FAILED = "ok", "refused", "crashed", "failed"
+# A row's status: measured; Triton refused the variant; the server died; the measurement failed;
+# the measurement did not finish by its deadline and was stopped.
+OK, REFUSED, CRASHED, FAILED, TIMED_OUT = "ok", "refused", "crashed", "failed", "timed_out"
 RESULTS, PLAN, METADATA, CONFIGS, SEARCH = "results.csv", "plan.json", "metadata.json", "configs", "search.json"
 KEY = ("point_id", "load_level", "repeat")
 _APPENDING = threading.Lock()

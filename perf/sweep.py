@@ -25,11 +25,10 @@ from typing import Any
 
 import psutil
 
-from perf import __version__, host, params, search, tools, variants
-from perf.drivers import Driver, DriverError
+from perf import __version__, host, inputs, params, search, tools, variants
+from perf.drivers import Driver, DriverError, DriverTimeout
 from perf.drivers.locust import Locust
-from perf.drivers.perf_analyzer import LATENCY_COLUMNS, PerfAnalyzer, input_problems, model_args, write_input_data
-from perf.images import image_files, synthetic_set
+from perf.drivers.perf_analyzer import LATENCY_COLUMNS, PerfAnalyzer, input_problems, model_args
 from perf.modelconfig import KIND_AUTO, KIND_GPU, ModelConfig, ModelInstanceGroup
 from perf.observe import (
     RESOURCE_COLUMNS,
@@ -41,7 +40,7 @@ from perf.observe import (
     tree_rss_mb,
 )
 from perf.plan import Plan, Point
-from perf.results import CRASHED, FAILED, OK, REFUSED, RunFolder
+from perf.results import CRASHED, FAILED, OK, REFUSED, TIMED_OUT, RunFolder
 from perf.search import space
 from perf.search.alike import behaviour
 from perf.search.budget import Budget
@@ -50,7 +49,6 @@ from perf.search.cost import cost
 from perf.search.race import MARGIN, MAX_ROUNDS
 from perf.server import Launcher, ServerError, TritonServer
 
-TYPE_UINT8 = 2  # DataType.TYPE_UINT8: a model that takes encoded images
 SIDE_BY_SIDE_PHASES = ("race", "recheck")  # measured with the raced configs loaded side by side
 RESIDENT = "resident"  # a row's apply: measured on its config's variant, loaded beside the others
 
@@ -70,6 +68,7 @@ class LoadSpec:
     window_ms: int = 1000
     window_requests: int | None = None  # count windows instead of time windows
     images: Path | None = None  # a folder of JPEG/PNG; None: a generated set
+    input_data: Path | None = None  # the user's requests (perf.inputs): a JSON file or a folder
     driver: str = "perf_analyzer"  # or "locust" (see perf.drivers)
     margin: float = MARGIN  # racing: throughputs within this fraction are equivalent
     max_rounds: int = MAX_ROUNDS  # racing: rounds before survivors are declared not separable
@@ -100,11 +99,6 @@ def python_instances(configs: dict[str, ModelConfig], gpu_count: int) -> int:
     return total
 
 
-def takes_images(config: ModelConfig) -> bool:
-    """Whether a model takes encoded images: one UINT8 input, as the reference ensemble does."""
-    return len(config.input) == 1 and config.input[0].data_type == TYPE_UINT8
-
-
 def load_problems(plan: Plan, load: LoadSpec) -> list[str]:
     """Why the driver could not load the swept model as asked, found before anything starts."""
     config = plan.baseline[plan.model]
@@ -114,8 +108,12 @@ def load_problems(plan: Plan, load: LoadSpec) -> list[str]:
         if kinds:
             return [f"--driver locust: {plan.model} is a {' and '.join(kinds)} model, which perf's Locust users "
                     "do not drive (no streams, no sequence flags): use the default driver, perf_analyzer"]  # fmt: skip
-        return []
-    return input_problems(config, load.shapes, has_data=takes_images(config))
+        if not inputs.takes_images(config) or (load.input_data and load.input_data.suffix == ".json"):
+            return [f"--driver locust sends one encoded image a request: {plan.model}'s requests need "
+                    "perf_analyzer's input data; use the default driver, perf_analyzer"]  # fmt: skip
+    data = inputs.problems(config, load.input_data, load.images)
+    has_data = load.input_data is not None or inputs.takes_images(config)
+    return data + input_problems(config, load.shapes, has_data=has_data)
 
 
 def columns(plan: Plan) -> list[str]:
@@ -123,7 +121,7 @@ def columns(plan: Plan) -> list[str]:
     return [
         "point_id", "point", "is_baseline", *(p.column for p in plan.params),
         "load_kind", "load_level", "repeat", "phase", "status", "error", "note",
-        "throughput", *LATENCY_COLUMNS.values(), "requests", "windows", "throughput_sd",
+        "input_data", "throughput", *LATENCY_COLUMNS.values(), "requests", "windows", "throughput_sd",
         *breakdown_columns(plan.models), *RESOURCE_COLUMNS,
         "apply", "apply_s", "server", "started_at", "duration_s",
     ]  # fmt: skip
@@ -142,6 +140,7 @@ def plan_record(plan: Plan, load: LoadSpec, apply: str, profile: str | None = No
             "kind": load.kind, "levels": list(load.levels) if load.levels else "searched", "repeats": load.repeats,
             "batch_size": load.batch_size, "window_ms": load.window_ms, "window_requests": load.window_requests,
             "images": str(load.images) if load.images else None, "driver": load.driver,
+            **({"input_data": str(load.input_data)} if load.input_data else {}),
             **({"margin": load.margin, "max_rounds": load.max_rounds} if load.races else {}),
             **({"shapes": list(load.shapes)} if load.shapes else {}),
             **({"search": load.search, "budget": (load.budget or Budget()).__dict__, "seed": load.seed}
@@ -198,6 +197,7 @@ class Sweep:
         self._loaded_s: dict[str, float] = {}  # point id -> how long its copies took to load
         self._all_resident: bool | None = None  # every config's copies fit at once: none is reloaded
         self._by_reload: set[str] = set()  # points whose copies Triton would not load
+        self._timed_out: dict[str, float] = {}  # point id -> the lowest level it timed out at
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -311,6 +311,10 @@ class Sweep:
         point = next(p for p in self.plan.points if p.id == trial.point_id)
         if point.id in self._refused:
             return self._record(point, trial, REFUSED, self._refused[point.id])
+        if (lowest := self._timed_out.get(point.id)) is not None and trial.level >= lowest:
+            # More load cannot finish sooner: not waited on again.
+            return self._record(point, trial, TIMED_OUT, f"not measured: it timed out at {self.load.kind} "
+                                f"{lowest:g}, a lower or equal load")  # fmt: skip
         resident = self._resident(trial) and point.id not in self._by_reload
         if resident and self._can_side_by_side(int(point.id not in self._variants)):
             return self._run_side_by_side(point, trial)
@@ -331,11 +335,18 @@ class Sweep:
             self._apply_s = time.perf_counter() - started
         return self._measure(point, trial, self._load)
 
-    def _warm_up(self, point: Point, trial: search.Trial, driver: Driver) -> dict[str, Any] | None:
-        """Warm ``driver`` up at the trial's level; the crashed row if Triton died meanwhile."""
+    def _warm_up(
+        self, point: Point, trial: search.Trial, driver: Driver, names: dict[str, str] | None = None
+    ) -> dict[str, Any] | None:
+        """Warm ``driver`` up at the trial's level; the crashed row if Triton died meanwhile,
+        the timed-out row if the warm-up did not finish by its deadline."""
         assert self.server is not None
         try:
-            driver.warm_up(trial.level, self.load.kind)
+            before = self._counters(names or {})
+            try:
+                driver.warm_up(trial.level, self.load.kind)
+            except DriverTimeout as error:
+                return self._stopped(point, trial, error, before, names)
             # The replaced instances exit while the new ones warm up; measuring before they
             # are gone would give them the measurement's CPU (11 % of the ensemble's here).
             self.server.settle(self._python_stubs())
@@ -414,7 +425,8 @@ class Sweep:
         if point.id not in self._drivers:
             top = self._variants[point.id].get(self.plan.model, (self.plan.model, None))[0]
             self._drivers[point.id] = self._driver(top)
-            if (crashed_row := self._warm_up(point, trial, self._drivers[point.id])) is not None:
+            names = {m: name for m, (name, _) in self._variants[point.id].items()}
+            if (crashed_row := self._warm_up(point, trial, self._drivers[point.id], names)) is not None:
                 return crashed_row
         return self._measure(point, trial, self._drivers[point.id], self._variants[point.id])
 
@@ -501,9 +513,8 @@ class Sweep:
         assert self.server is not None
         model = model or self.plan.model
         if self.load.driver == "locust":
-            if self._input_data() is None:
-                raise SweepError(f"--driver locust sends encoded images: {self.plan.model} does not take them")
-            return Locust(self.server.grpc_url, model, self.load.images, self.load.batch_size, self.load.window_ms)
+            images = self.load.images or self.load.input_data  # a folder of images, as --input-data
+            return Locust(self.server.grpc_url, model, images, self.load.batch_size, self.load.window_ms)
         return PerfAnalyzer(
             self.tools,
             self.server.grpc_url,
@@ -516,19 +527,9 @@ class Sweep:
         )
 
     def _input_data(self) -> Path | None:
+        """The run's input-data file, the same for every server and driver of it."""
         config = self.plan.baseline[self.plan.model]
-        if not takes_images(config):
-            if self.load.images:
-                raise SweepError(f"--images: {self.plan.model} does not take encoded images (its input is not UINT8)")
-            return None
-        path = self.folder.path / "input.json"
-        if not path.is_file():
-            if self.load.images:
-                blobs = [f.read_bytes() for f in image_files(self.load.images)]
-            else:
-                blobs, _ = synthetic_set(32, seed=0)  # 640x480 JPEGs, as a camera sends them
-            write_input_data(blobs, path, config.input[0].name)
-        return path
+        return inputs.write(self.folder.path / "input.json", config, self.load.input_data, self.load.images)
 
     def _measure(
         self,
@@ -552,6 +553,8 @@ class Sweep:
             with sampler:
                 measured = load.run(trial.level, self.load.kind)
             after = self._counters(names)
+        except DriverTimeout as error:
+            return self._stopped(point, trial, error, before, names, started_at=started_at)
         except (DriverError, ServerError) as error:
             if self.server.alive():
                 if isinstance(error, ServerError):
@@ -577,6 +580,43 @@ class Sweep:
         assert self.server is not None
         live = snapshot(self.server, [names.get(m, m) for m in self.plan.models])
         return {m: live[names.get(m, m)] for m in self.plan.models}
+
+    def _stopped(
+        self,
+        point: Point,
+        trial: search.Trial,
+        error: DriverTimeout,
+        before: dict[str, dict[str, int]],
+        names: dict[str, str] | None = None,
+        **values: Any,
+    ) -> dict[str, Any]:
+        """The row of a measurement stopped at its deadline, with what was seen by then: the
+        driver's windows, and the requests each model finished (a decoupled model's responses
+        per request, where Triton counts them). A server of perf's own is replaced, for the
+        requests still running would hold its instances; a server perf did not start is left."""
+        seen: dict[str, Any] = dict(error.seen)
+        try:
+            after = self._counters(names or {})
+            seen.update({k: v for k, v in breakdown(before, after).items() if before and k.endswith(".requests")})
+            seen.update(self._responses(before, after))
+        except ServerError:
+            pass
+        row = self._record(point, trial, TIMED_OUT, str(error), **seen, **values)
+        self._timed_out[point.id] = min(trial.level, self._timed_out.get(point.id, trial.level))
+        if self._own_server:
+            self._recover()
+        return row
+
+    def _responses(self, before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, Any]:
+        """A decoupled model's responses per finished request over a stopped measurement."""
+        model = self.plan.model
+        if not self.plan.baseline[model].model_transaction_policy.decoupled or model not in before:
+            return {}
+        requests = after[model]["success"] - before[model]["success"]
+        responses = after[model]["responses"] - before[model]["responses"]
+        note = f"{responses} responses to {requests} finished requests" if requests else \
+            f"{responses} responses, no request finished"  # fmt: skip
+        return {"note": note}
 
     def _crashed(self, point: Point, trial: search.Trial, error: Exception, **values: Any) -> dict[str, Any]:
         """The row of a trial Triton's exit cut short; the next trial gets a fresh server."""
@@ -611,6 +651,7 @@ class Sweep:
             "phase": trial.phase,
             "status": status,
             "error": error,
+            "input_data": inputs.describe(self.plan.baseline[self.plan.model], self.load.input_data, self.load.images),
             "apply": self.apply,
             "server": self.index,
             **values,

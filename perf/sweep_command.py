@@ -31,7 +31,7 @@ from perf.sweep import LoadSpec, Sweep, columns, load_problems, plan_record
 
 USAGE = """perf sweep [--model MODEL] --param NAME [--values V1 V2 ...] [--param NAME [--values ...]]
                   [--concurrency N ... | --request-rate R ...] [--repeats N] [--apply reload|restart]
-                  [--driver perf_analyzer|locust]
+                  [--driver perf_analyzer|locust] [--input-data PATH]
                   [--out RUN] [--slo-p99-ms MS] [--dry-run] [--file SWEEP.yaml]"""
 
 DESCRIPTION = """Measure every combination of model settings at every load level, and keep every point.
@@ -92,6 +92,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", action="append", metavar="NAME:DIMS",
                    help="an input of variable size: the size to send (INPUT0:8,16; repeatable)")  # fmt: skip
     p.add_argument("--images", type=Path, help="folder of JPEG/PNG payloads (default: generated 640x480 JPEGs)")
+    p.add_argument("--input-data", type=Path, metavar="PATH",
+                   help="the requests' inputs: perf_analyzer's JSON input-data file (Model Analyzer's), a folder "
+                        "of such files, or a folder of raw payloads for a one-input model; needed where random "
+                        "data means nothing (strings, a decoupled model's counts)")  # fmt: skip
     p.add_argument("--batch-size", type=int, help="client batch size (default 1)")
     p.add_argument("--driver", choices=DRIVERS,
                    help="load generator (default perf_analyzer); locust runs locustfiles/grpc.py headless, "
@@ -114,7 +118,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-PATH_OPTIONS = ("repo", "out", "images")
+PATH_OPTIONS = ("repo", "out", "images", "input_data")
 
 
 def read_sweep_file(path: Path) -> dict[str, Any]:
@@ -209,6 +213,7 @@ def load_spec(ns: argparse.Namespace) -> LoadSpec:
         window_ms=ns.measurement_interval or 1000,
         window_requests=ns.measurement_requests,
         images=ns.images.resolve() if ns.images else None,
+        input_data=ns.input_data.expanduser().resolve() if ns.input_data else None,
         driver=ns.driver or "perf_analyzer",
         margin=ns.margin or MARGIN,
         max_rounds=ns.max_rounds or MAX_ROUNDS,

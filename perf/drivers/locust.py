@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from perf import host
-from perf.drivers import DriverError
+from perf.drivers import DriverError, DriverTimeout, deadline_s
 from perf.locust import PERF_CSV_SUFFIX, TIME_UNIT
 from perf.tools import project_root
 
@@ -46,7 +46,6 @@ class Locust:
     images: Path | None = None  # a folder of JPEG/PNG; None: generated images
     images_per_request: int = 1
     window_ms: int = 2000
-    timeout_s: float = 300
     protocol: str = "grpc"  # or "http": the locustfile that runs
 
     def argv(self, level: float, kind: str, csv_prefix: Path, run_s: float) -> list[str]:
@@ -71,11 +70,13 @@ class Locust:
         with tempfile.TemporaryDirectory(prefix="perf-locust-") as tmp:
             prefix = Path(tmp) / "run"
             argv = self.argv(level, kind, prefix, run_s)
+            deadline = deadline_s(run_s)
             try:
                 proc = subprocess.run(host.die_with_parent(argv), cwd=locustfile(self.protocol).parent.parent,
-                                      capture_output=True, text=True, timeout=self.timeout_s, check=False)  # fmt: skip
+                                      capture_output=True, text=True, timeout=deadline, check=False)  # fmt: skip
             except subprocess.TimeoutExpired:
-                raise LocustError(f"locust did not finish within {self.timeout_s:.0f} s") from None
+                raise DriverTimeout(f"locust did not finish within its deadline of {deadline:.0f} s and was "
+                                    "stopped") from None  # fmt: skip
             stats_path = Path(f"{prefix}_stats.csv")
             if not stats_path.is_file():
                 raise LocustError(f"locust failed: {_last_lines(proc.stdout + proc.stderr)}")

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from perf import host
-from perf.drivers import DriverError
+from perf.drivers import DriverError, DriverTimeout, deadline_s
 from perf.modelconfig import ModelConfig
 from perf.tools import Tools
 
@@ -122,7 +122,6 @@ class PerfAnalyzer:
     # Windows of this many requests instead of a fixed time (perf_analyzer's count_windows):
     # fast models fill a window in a fraction of a second.
     measurement_requests: int | None = None
-    timeout_s: float = 300
     extra_args: list[str] = field(default_factory=list)
 
     def argv(self, level: float, csv_path: Path, kind: str = "concurrency", window_ms: int | None = None,
@@ -160,7 +159,7 @@ class PerfAnalyzer:
         """One unmeasured window so the first measurement does not pay for cold caches and
         stubs just reloaded; its failures are the measurement's to report."""
         with tempfile.TemporaryDirectory(prefix="perf-pa-") as tmp, contextlib.suppress(PerfAnalyzerError):
-            self._run(self.argv(level, Path(tmp) / "pa.csv", kind, windows=1))
+            self._run(self.argv(level, Path(tmp) / "pa.csv", kind, windows=1), self._deadline(None, 1))
 
     def run(self, level: float, kind: str = "concurrency") -> dict[str, float]:
         """Measure one load level (a concurrency, or a request rate per second). A window in
@@ -179,9 +178,15 @@ class PerfAnalyzer:
 
     def _measure(self, level: float, kind: str, window_ms: int | None) -> dict[str, float]:
         with tempfile.TemporaryDirectory(prefix="perf-pa-") as tmp:
-            return self._run(self.argv(level, Path(tmp) / "pa.csv", kind, window_ms=window_ms))
+            argv = self.argv(level, Path(tmp) / "pa.csv", kind, window_ms=window_ms)
+            return self._run(argv, self._deadline(window_ms, WINDOWS))
 
-    def _run(self, argv: list[str]) -> dict[str, float]:
+    def _deadline(self, window_ms: int | None, windows: int) -> float:
+        """Seconds the run may take: its windows (count windows timed as the interval's),
+        perf_analyzer's own first window to find its feet, and the grace."""
+        return deadline_s((windows + 1) * (window_ms or self.measurement_interval_ms) / 1000)
+
+    def _run(self, argv: list[str], deadline: float) -> dict[str, float]:
         csv_path = Path(argv[argv.index("-f") + 1])
         try:
             proc = subprocess.run(
@@ -189,11 +194,17 @@ class PerfAnalyzer:
                 env=self.tools.perf_analyzer_env(),
                 capture_output=True,
                 text=True,
-                timeout=self.timeout_s,
+                timeout=deadline,
                 check=False,
             )
-        except subprocess.TimeoutExpired:
-            raise PerfAnalyzerError(f"perf_analyzer did not finish within {self.timeout_s:.0f} s") from None
+        except subprocess.TimeoutExpired as stopped:
+            seen = _text(stopped.stdout) + _text(stopped.stderr)
+            passes = parse_passes(seen)
+            raise DriverTimeout(
+                f"perf_analyzer did not finish within its deadline of {deadline:.0f} s and was stopped "
+                f"({len(passes)} window{'s' * (len(passes) != 1)} measured by then)",
+                {**spread(passes), "throughput": statistics.fmean(t for t, _ in passes)} if passes else {},
+            ) from None
         output = proc.stdout + proc.stderr
         passes = parse_passes(output)
         if proc.returncode == 0 and csv_path.is_file():
@@ -204,6 +215,11 @@ class PerfAnalyzer:
             return from_passes(passes)
         error = EmptyWindowError if "No valid requests recorded" in output else PerfAnalyzerError
         raise error(f"perf_analyzer failed: {_error_lines(output)}")
+
+
+def _text(output: str | bytes | None) -> str:
+    """What a stopped process had written (bytes, even with text=True, on some Pythons)."""
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
 
 
 def parse_passes(output: str) -> list[tuple[float, float]]:
