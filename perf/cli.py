@@ -446,6 +446,21 @@ def apply_command(
         console.print(f"wrote {change.path}{kept}", highlight=False)
 
 
+@app.command("restore")
+def restore_command(run: RunArgument) -> None:
+    """Put back the configs a sweep of a running server (--url) found there, where the sweep
+    could not (it was killed outright, or the server went away): what `perf sweep` does itself
+    at its end."""
+    from perf import restore
+
+    try:
+        said = restore.restore_run(run.expanduser().resolve())
+    except (ServerError, restore.RestoreError) as error:
+        _fail(error)
+    for line in said:
+        console.print(f"restored: {escape(line)}", highlight=False)
+
+
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     add_help_option=False,

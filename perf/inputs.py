@@ -19,11 +19,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tritonclient.grpc.model_config_pb2 import DataType
+
 from perf.drivers.perf_analyzer import write_input_data
 from perf.images import image_files, synthetic_set
 from perf.modelconfig import ModelConfig
 
-TYPE_UINT8, TYPE_STRING = 2, 13  # inference.DataType: encoded payloads; strings (BYTES)
+TYPE_UINT8, TYPE_STRING = DataType.TYPE_UINT8, DataType.TYPE_STRING  # encoded payloads; strings (BYTES)
+FLOATS = (DataType.TYPE_FP16, DataType.TYPE_FP32, DataType.TYPE_FP64, DataType.TYPE_BF16)
 GENERATED_IMAGES, RANDOM = "generated images", "random"  # a row's input_data when the user gave none
 
 
@@ -115,6 +118,17 @@ def _check(found: list[Any], config: ModelConfig, source: Path) -> None:
         if missing := sorted(required - set(step)):
             raise InputDataError(f"--input-data {source}: step {i} gives no {', '.join(missing)}, an input "
                                  f"{config.name} needs")  # fmt: skip
+        for tensor in config.input:
+            value = step.get(tensor.name)
+            values = value.get("content") if isinstance(value, dict) else value
+            if tensor.data_type in FLOATS and any(type(v) is int for v in _leaves(values)):
+                raise InputDataError(f"--input-data {source}: step {i} gives {tensor.name} whole numbers, and "
+                                     f"perf_analyzer reads {DataType.Name(tensor.data_type)} data only from "
+                                     "numbers written with a decimal point (1.0, not 1)")  # fmt: skip
+
+
+def _leaves(value: Any) -> list[Any]:
+    return [v for item in value for v in _leaves(item)] if isinstance(value, list) else [value]
 
 
 def _payload(config: ModelConfig, blob: bytes) -> dict[str, Any]:

@@ -335,6 +335,23 @@ def _enum_numbers(field: FieldDescriptor, values: list[Any]) -> list[Any]:
     return [field.enum_type.values_by_name[v].number for v in values]
 
 
+# What Triton reads a field left unset as (by its full protobuf name), where that is not the
+# field's zero: an instance group without a count runs one instance.
+_UNSET_READS_AS: dict[str, Any] = {"inference.ModelInstanceGroup.count": 1}
+
+
+def effective(config: ModelConfig, path: str) -> Any:
+    """The value at ``path`` as Triton reads it: an unset count is 1, so a repository's own
+    config and a generated ``count: 1`` are one point, and no table says ``instance_count=0``."""
+    value = read(config, path)
+    default = _UNSET_READS_AS.get(resolve(path_for(path, config))[-1].field.full_name)
+    if default is None:
+        return value
+    if value == []:  # no instance group at all: Triton makes one
+        return default
+    return [default if v == 0 else v for v in value] if isinstance(value, list) else default if value == 0 else value
+
+
 def read(config: ModelConfig, path: str) -> Any:
     """The value at ``path``, as plain Python (lists, names of enums), for comparing the
     config a server reports with the one intended."""

@@ -8,7 +8,7 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -70,6 +70,13 @@ class Plan:
     points: list[Point]
     baseline: dict[str, ModelConfig] = field(repr=False)  # each model's config, adapted to the host
     notes: tuple[str, ...] = ()  # what the sweep measures differently from what the configs say
+    calls: tuple[str, ...] = ()  # models it calls by name (BLS), loaded with it (--load); in ``models`` too
+
+    @property
+    def changes_callee(self) -> bool:
+        """Whether a point changes a model the measured one calls by name: a copy of it under
+        another name would not be called, so such a sweep makes each config live in place."""
+        return bool(set(self.calls) & set(self.changed_models))
 
     @property
     def changed_models(self) -> list[str]:
@@ -87,18 +94,25 @@ def with_baseline(plan: Plan) -> Plan:
     """The plan with the repository's own config as a point: the reference every gain is
     measured against. Where a grid point has the same values, that point is the baseline."""
     values = {p.column: baseline_value(plan.baseline, p) for p in plan.params}
+    written = {p.column: baseline_value(plan.baseline, p, params.read) for p in plan.params}
+    unset = tuple(f"{column} unset in the repository: Triton reads it as {json.dumps(value)}"
+                  for column, value in values.items() if written[column] != value)  # fmt: skip
     ident = point_id(values)
     if any(point.id == ident for point in plan.points):
-        points = [replace(point, baseline=point.id == ident) for point in plan.points]
+        points = [replace(point, baseline=True, notes=(*point.notes, *unset)) if point.id == ident else point
+                  for point in plan.points]  # fmt: skip
     else:
-        points = [Point(ident, values, {}, ("the repository's own config",), baseline=True), *plan.points]
+        points = [Point(ident, values, {}, ("the repository's own config", *unset), baseline=True), *plan.points]
     return replace(plan, points=points)
 
 
-def baseline_value(baseline: dict[str, ModelConfig], param: Param) -> Any:
-    """The repository's own value of a swept setting. A tied setting whose models differ has no
-    one value: it is ``{model: value}`` then (and the baseline a point of its own)."""
-    read = {m: params.read(baseline[m], param.path) for m in param.models}
+def baseline_value(
+    baseline: dict[str, ModelConfig], param: Param, read_value: Callable[[ModelConfig, str], Any] = params.effective
+) -> Any:
+    """The repository's own value of a swept setting, as Triton reads it. A tied setting whose
+    models differ has no one value: it is ``{model: value}`` then (and the baseline a point of
+    its own)."""
+    read = {m: read_value(baseline[m], param.path) for m in param.models}
     first = next(iter(read.values()))
     return first if all(v == first for v in read.values()) else read
 
@@ -147,14 +161,18 @@ def parse_param_args(args: list[str]) -> list[tuple[str, list[str] | None]]:
     return pairs
 
 
-def _target(name: str, model: str, repo: Repository, members: list[str]) -> tuple[str, str, tuple[str, ...]]:
+def _target(
+    name: str, model: str, repo: Repository, members: list[str], calls: tuple[str, ...] = ()
+) -> tuple[str, str, tuple[str, ...]]:
     """(model, path, targets) for a user's parameter name, or PlanError naming the choices. A
-    bare name on an ensemble is tied: its targets are the composing models that have the setting."""
+    bare name on an ensemble is tied: its targets are the composing models that have the setting.
+    A model the measured one calls by name (``calls``) is set by its name only."""
     head, _, rest = name.partition(".")
     if rest and head in repo.configs:
-        if head != model and head not in members:
-            choices = ", ".join([model, *members])
-            raise PlanError([f"{name}: {head} is not part of {model} (choose among: {choices})"])
+        if head != model and head not in members and head not in calls:
+            choices = ", ".join([model, *members, *calls])
+            load = "" if members else f"; a model {model} calls itself (BLS) is loaded, and swept, with --load {head}"
+            raise PlanError([f"{name}: {head} is not part of {model} (choose among: {choices}){load}"])
         return head, rest, ()
     if head in repo.configs:
         raise PlanError([f"{name}: name a setting after the model, as {head}.max_batch_size"])
@@ -197,16 +215,19 @@ def build(
     gpu_count: int,
     cores: int | None = None,
     response_cache: bool = True,
+    calls: tuple[str, ...] = (),
 ) -> Plan:
     """Validate everything and expand the grid. Values may be strings from the command line
     (read as YAML) or already-typed values from a sweep file; None generates them from the
     models' configs, ``gpu_count`` and ``cores`` (default: the cores this process may use).
-    ``response_cache`` False sweeps every model with its response cache off."""
+    ``response_cache`` False sweeps every model with its response cache off. ``calls``: the
+    models the measured one calls by name (a BLS model's), loaded with it and sweepable."""
     repo.require([model])
     base = repo.configs[model]
     members = composing_models(base) if is_ensemble(base) else []
-    repo.require(members)
-    models = [model, *members]
+    repo.require([*members, *calls])
+    calls = tuple(m for m in dict.fromkeys(calls) if m != model and m not in members)
+    models = [model, *members, *calls]
     cores = host.cores() if cores is None else cores
     problems: list[str] = []
     swept: list[Param] = []
@@ -215,7 +236,7 @@ def build(
     for name, raw_values in raw_params:
         path = name
         try:
-            target, path, targets = _target(name, model, repo, members)
+            target, path, targets = _target(name, model, repo, members, calls)
             for m in targets or (target,):
                 params.path_for(path, repo.configs[m])
             if raw_values is None:
@@ -269,7 +290,7 @@ def build(
         )
     if problems:
         raise PlanError(problems)
-    return Plan(model, models, swept, points, baseline, tuple(notes))
+    return Plan(model, models, swept, points, baseline, tuple(notes), calls)
 
 
 def _swept_kinds(raw_params: list[tuple[str, list[Any] | None]], gpu_count: int) -> list[str] | None:

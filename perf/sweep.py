@@ -13,6 +13,7 @@ import datetime as dt
 import importlib.metadata
 import math
 import platform
+import re
 import socket
 import sys
 import time
@@ -40,6 +41,7 @@ from perf.observe import (
     tree_rss_mb,
 )
 from perf.plan import Plan, Point
+from perf.restore import Keeper, RestoreError, keeper_file
 from perf.results import CRASHED, FAILED, OK, REFUSED, TIMED_OUT, RunFolder
 from perf.search import space
 from perf.search.alike import behaviour
@@ -50,6 +52,7 @@ from perf.search.race import MARGIN, MAX_ROUNDS
 from perf.server import Launcher, ServerError, TritonServer
 
 SIDE_BY_SIDE_PHASES = ("race", "recheck")  # measured with the raced configs loaded side by side
+NOT_READY = re.compile(r"Model '([^']+)' is not ready")  # Triton's words for a model it does not serve
 RESIDENT = "resident"  # a row's apply: measured on its config's variant, loaded beside the others
 
 
@@ -132,6 +135,7 @@ def plan_record(plan: Plan, load: LoadSpec, apply: str, profile: str | None = No
     targets = {p.column: list(p.targets) for p in plan.params if p.targets}  # the models of each tied column
     return {
         "model": plan.model,
+        **({"calls": list(plan.calls)} if plan.calls else {}),
         **({"profile": profile} if profile else {}),
         "params": {p.column: list(p.values) for p in plan.params},
         **({"targets": targets} if targets else {}),
@@ -198,6 +202,7 @@ class Sweep:
         self._all_resident: bool | None = None  # every config's copies fit at once: none is reloaded
         self._by_reload: set[str] = set()  # points whose copies Triton would not load
         self._timed_out: dict[str, float] = {}  # point id -> the lowest level it timed out at
+        self.restored: list[str] = []  # what was put back on servers perf did not start, a line each
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -210,6 +215,10 @@ class Sweep:
         count = 0
         metadata = self._metadata(status="running")
         self.folder.write_metadata(metadata)  # a run killed outright still says what it was
+        keepers = [Keeper(keeper_file(self.folder.path, s.index), s.server) for s in self._stations
+                   if not s._own_server and s.server is not None]  # fmt: skip
+        for keeper in keepers:  # before anything changes on a server perf did not start
+            keeper.save(self.plan.changed_models)
         try:
             for point in self.plan.points:
                 self.folder.write_configs(point.id, self.plan.configs_of(point))
@@ -235,6 +244,11 @@ class Sweep:
         finally:
             metadata["finished_at"] = _now()
             self.folder.write_metadata(metadata)
+            for keeper in keepers:
+                try:
+                    self.restored += keeper.restore()
+                except RestoreError as error:
+                    self.restored.append(f"NOT RESTORED: {error}")
             for station in self._stations:
                 if station._own_server and station.server is not None:
                     station.server.stop()
@@ -376,6 +390,8 @@ class Sweep:
         """A server perf staged itself, applied by reload, with memory for ``more`` configs
         (short of it, the rest of the sweep reloads; the rows say so)."""
         if not (self.side_by_side and self.apply == "reload" and getattr(self.server, "staged", None)):
+            return False
+        if self.plan.changes_callee:
             return False
         if more and not self._fits(more):
             self.side_by_side = False
@@ -559,7 +575,7 @@ class Sweep:
             if self.server.alive():
                 if isinstance(error, ServerError):
                     raise
-                return self._record(point, trial, FAILED, str(error), started_at=started_at)
+                return self._record(point, trial, FAILED, self._explain(str(error)), started_at=started_at)
             return self._crashed(point, trial, error, started_at=started_at)
         resources, applied_s, self._apply_s = sampler.result(), self._apply_s, 0.0
         if copies:
@@ -574,6 +590,16 @@ class Sweep:
             **({"apply": RESIDENT} if copies else {}),
         }
         return self._record(point, trial, OK, "", started_at=started_at, **values)
+
+    def _explain(self, error: str) -> str:
+        """A failure with what to do about it, where perf knows: a model the measured one calls
+        by name (BLS) that the server does not serve has to be loaded with it."""
+        missing = [m for m in dict.fromkeys(NOT_READY.findall(error)) if m not in self.plan.models]
+        if not missing:
+            return error
+        names = " ".join(missing)
+        return (f"{error} ({self.plan.model} calls {', '.join(missing)}, which the sweep did not load: where it "
+                f"calls them itself (BLS), load them with it: --load {names})")  # fmt: skip
 
     def _counters(self, names: dict[str, str]) -> dict[str, dict[str, int]]:
         """Each model's counters, read under the name it is served by."""

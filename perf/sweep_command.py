@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from perf import findings, host, ma_config, plan, report, results
+from perf import findings, host, ma_config, plan, report, restore, results
 from perf.drivers import DRIVERS
 from perf.drivers.perf_analyzer import LOAD_KINDS
 from perf.repository import open_repository, reference_repository
@@ -31,7 +31,7 @@ from perf.sweep import LoadSpec, Sweep, columns, load_problems, plan_record
 
 USAGE = """perf sweep [--model MODEL] --param NAME [--values V1 V2 ...] [--param NAME [--values ...]]
                   [--concurrency N ... | --request-rate R ...] [--repeats N] [--apply reload|restart]
-                  [--driver perf_analyzer|locust] [--input-data PATH]
+                  [--driver perf_analyzer|locust] [--input-data PATH] [--load MODEL ...]
                   [--out RUN] [--slo-p99-ms MS] [--dry-run] [--file SWEEP.yaml]"""
 
 DESCRIPTION = """Measure every combination of model settings at every load level, and keep every point.
@@ -56,6 +56,9 @@ def parser() -> argparse.ArgumentParser:
         help="the model to measure (an ensemble's composing models are loaded with it); "
         "default: the repository's one model no ensemble calls",
     )
+    p.add_argument("--load", nargs="+", metavar="MODEL", dest="calls",
+                   help="models the measured one calls by name (a BLS model's; Model Analyzer's "
+                        "bls_composing_models), loaded with it; their settings are swept as MODEL.NAME")  # fmt: skip
     p.add_argument("--repo", type=Path, help="model repository (default: the reference model_repo/); only read")
     p.add_argument("--profile", help="start from each model's configs/PROFILE.pbtxt (e.g. tuned), not config.pbtxt")
     p.add_argument("--concurrency", type=int, nargs="+",
@@ -234,7 +237,9 @@ def main(args: list[str], console: Console) -> int:
     remotes = [RemoteServer.from_url(url) for url in urls]
     remote = remotes[0] if remotes else None
     gpu_count = len(host.gpus())
-    the_plan = plan.build(ns.model, pairs, repo, gpu_count, host.cores(), response_cache=not ns.no_response_cache)
+    calls = tuple([ns.calls] if isinstance(ns.calls, str) else ns.calls or ())  # a sweep file's may be one name
+    the_plan = plan.build(ns.model, pairs, repo, gpu_count, host.cores(), response_cache=not ns.no_response_cache,
+                          calls=calls)  # fmt: skip
     if not ns.no_baseline:
         the_plan = plan.with_baseline(the_plan)
     load = load_spec(ns)
@@ -252,6 +257,9 @@ def main(args: list[str], console: Console) -> int:
     if ns.dry_run:
         print_plan(the_plan, load, apply, estimate, ns.slo_p99_ms, console)
         return 0
+    for server in remotes:  # before anything is written or changed
+        server.start()
+        restore.require_explicit(server)
     out = ns.out or Path("runs") / f"sweep-{dt.datetime.now():%Y%m%d-%H%M%S}"
     folder = results.RunFolder.open(out, plan_record(the_plan, load, apply, ns.profile, len(remotes) or servers),
                                     columns(the_plan))  # fmt: skip
@@ -270,18 +278,29 @@ def main(args: list[str], console: Console) -> int:
                                                the_plan.models, ns.profile) for i in range(servers)]  # fmt: skip
         sweep = Sweep(the_plan, load, folder, repo_path, apply, server=remote, launch=launch, progress=progress,
                       slo_p99_ms=ns.slo_p99_ms, side_by_side=not ns.race_by_reload, more=more)  # fmt: skip
-        for server in remotes:
-            server.start()
         try:
             sweep.run()
         except KeyboardInterrupt as stop:
             bar.stop()
             done = len(folder.table())
+            print_restored(sweep.restored, console)
             console.print(f"[yellow]interrupted[/yellow]: {done} rows recorded in {folder.path}; "
                           "run the same command to resume")  # fmt: skip
             return host.exit_code(stop)
+        except BaseException:
+            print_restored(sweep.restored, console)
+            raise
     print_summary(folder, ns.slo_p99_ms, console)
+    print_restored(sweep.restored, console)
     return 0
+
+
+def print_restored(restored: list[str], console: Console) -> None:
+    """What was put back on servers perf did not start, and plainly what was not."""
+    for line in restored:
+        style = "red" if line.startswith("NOT RESTORED") else "green"
+        console.print(f"[{style}]restored[/{style}]: {escape(line)}" if style == "green" else
+                      f"[red]{escape(line)}[/red]", highlight=False)  # fmt: skip
 
 
 def _progress(console: Console) -> Progress:
@@ -367,7 +386,13 @@ def print_summary(folder: results.RunFolder, slo: float | None, console: Console
     try:
         found = findings.find(run, slo)
     except results.RunError:
-        console.print(f"[red]no successful measurement[/red]; see {folder.path / results.RESULTS}")
+        statuses = run.table["status"].value_counts().to_dict() if len(run.table) else {}
+        console.print(f"[red]no successful measurement[/red] ({', '.join(f'{n} {s}' for s, n in statuses.items())}); "
+                      f"see {folder.path / results.RESULTS}", highlight=False)  # fmt: skip
+        if set(statuses) == {results.TIMED_OUT}:
+            console.print(f"every config timed out at every level measured: {run.model} did not answer within the "
+                          "measurements' deadlines; if its inputs decide how much it does (a decoupled model's "
+                          "count of responses), give them with --input-data FILE", highlight=False)  # fmt: skip
         return
     searched = found.recommendation.race is not None
     view = Table("config", "level", "infer/s", "±95%", "p99 ms", "±95%", "n",

@@ -213,7 +213,9 @@ class PerfAnalyzer:
                     **({"requests": int(requests.group(1))} if requests else {})}  # fmt: skip
         if "Failed to obtain stable measurement" in output and any(t > 0 for t, _ in passes):
             return from_passes(passes)
-        error = EmptyWindowError if "No valid requests recorded" in output else PerfAnalyzerError
+        # A window that held no request is noise's to retry; one whose requests failed is not.
+        empty = "No valid requests recorded" in output and "had error" not in output
+        error = EmptyWindowError if empty else PerfAnalyzerError
         raise error(f"perf_analyzer failed: {_error_lines(output)}")
 
 
