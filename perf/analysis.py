@@ -11,6 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from perf.results import OK
+from perf.search.load import KNEE_SHARE
 from perf.search.race import CLEAR
 
 CONFIDENCE = 0.95
@@ -106,10 +107,17 @@ def noise_floor(table: pd.DataFrame) -> float | None:
 
 
 def best_per_point(summary: pd.DataFrame, slo_p99_ms: float | None) -> pd.DataFrame:
-    """Each point's highest mean throughput at a load level whose mean p99 meets the SLO."""
+    """Each point's highest mean throughput at a load level whose mean p99 meets the SLO; with
+    no SLO, its knee: the lowest level whose throughput reaches ``KNEE_SHARE`` of its highest."""
     eligible = summary if slo_p99_ms is None else summary[summary["p99_ms"] <= slo_p99_ms]
     if eligible.empty:
         return eligible
+    if slo_p99_ms is None:
+        peak = eligible.groupby("point_id", sort=False)["throughput"].transform("max")
+        knees = eligible[eligible["throughput"] >= KNEE_SHARE * peak]
+        level = knees["load_level"].astype(float)
+        best = knees.loc[level.groupby(knees["point_id"], sort=False).idxmin()]
+        return best.sort_values("throughput", ascending=False).reset_index(drop=True)
     best = eligible.loc[eligible.groupby("point_id", sort=False)["throughput"].idxmax()]
     return best.sort_values("throughput", ascending=False).reset_index(drop=True)
 

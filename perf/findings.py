@@ -4,7 +4,7 @@ config against the original. Shared by `perf report`, `perf compare` and `perf a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -62,5 +62,9 @@ def find(run: Run, slo_p99_ms: float | None = None) -> Findings:
         recommendation = analysis.recommend(run.table, summary, slo)
     best = recommendation.best
     gain = analysis.gain_over_baseline(run.table, chosen, best, level_slo) if best else None
+    if not race and gain is not None and gain.low is not None and gain.low <= 0:
+        # The repository's own config cannot be told from the best: it is what runs today, kept.
+        recommendation = replace(recommendation, best=gain.baseline, runner_up=best, distinguishable=False)
+        gain = analysis.gain_over_baseline(run.table, chosen, gain.baseline, level_slo)
     faults = run.table[run.table["status"] != OK]
     return Findings(run, slo, curves, ranked, recommendation, gain, faults)

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from perf import analysis, plots
 from perf.findings import Findings
 from perf.results import Run
+from perf.search.load import KNEE_SHARE
 from perf.search.race import ALONE, CLEAR, EQUIVALENT, LEADS
 
 TEMPLATES = jinja2.Environment(
@@ -104,7 +105,10 @@ def verdict(findings: Findings) -> dict[str, object]:
                 "warnings": ["Lower the load levels, loosen the SLO, or sweep settings that cut latency."]}  # fmt: skip
     best = rec.best
     ci = f" ± {_fmt(best.throughput_ci)}" if not math.isnan(best.throughput_ci) else ""
-    under = f", SLO p99 ≤ {slo:g} ms" if slo is not None else " (no SLO given: the highest throughput)"
+    under = (" (--peak: the highest throughput, whatever its latency)" if slo == math.inf else
+             f", SLO p99 ≤ {slo:g} ms" if slo is not None else
+             f" (no SLO given: each config at its knee, the lowest load that gives {KNEE_SHARE:.0%} of its highest "
+             "throughput; --slo-p99-ms or --peak ask otherwise)")  # fmt: skip
     lines = [f"{best.throughput:.1f}{ci} infer/s at {kind} {best.load_level}, p99 {best.p99_ms:.1f} ms{under}."]
     if gain is None:
         lines.append("The run has no baseline point meeting the SLO to compare with.")
@@ -131,7 +135,10 @@ def verdict(findings: Findings) -> dict[str, object]:
                 f"The top configs cannot be told apart: the runner-up {runner} is within noise "
                 f"(Welch t-test p = {rec.p_value:.2f}). Either will do; more repeats may separate them."
             )
-    return {"headline": f"Ship {findings.label(best.point_id, 'setting')}", "lines": lines, "warnings": warnings}
+    headline = f"Ship {findings.label(best.point_id, 'setting')}"
+    if gain is not None and gain.baseline == best:
+        headline = f"Keep the repository's own config ({findings.label(best.point_id, 'setting')})"
+    return {"headline": headline, "lines": lines, "warnings": warnings}
 
 
 def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
@@ -184,6 +191,15 @@ def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
             f"{leader} measured faster, but it was neither shown ahead by more than {margin}"  # fmt: skip
         warnings.append(f"After {measured}, {unsettled} nor within {margin}; more measurements were unlikely to "
                         "settle it at this noise. Raise --max-rounds or --margin to try.")  # fmt: skip
+    if findings.gain is not None and findings.gain.baseline.point_id == best.point_id and race["verdict"] != ALONE:
+        headline = f"Keep the repository's own config ({name(best.point_id)}): no change is shown to pay"
+        tied = [p for p in race["survivors"] if p != best.point_id]
+        told_apart = "" if not tied else f"; {', '.join(name(p) for p in tied)} could not be told apart from it"
+        if race["verdict"] != CLEAR:
+            lines[0] = (f"No other config was measured ahead of it by more than {margin} at 95 % confidence within "
+                        f"{measured}{told_apart}. A gain of more than {margin} would have shown: the race keeps "
+                        "the config that runs today unless another is shown faster.")  # fmt: skip
+        warnings = [w for w in warnings if not w.startswith("After")]
     if budgeted := findings.run.search.get("budgeted"):
         lines.append(f"Searched {budgeted['measured']} of {budgeted['space']} configs with {budgeted['strategy']} "
                      f"(budget {budgeted['budget']}), then raced the best; the search stopped: "

@@ -314,7 +314,8 @@ class Sweep:
         return strategy([p.id for p in self.plan.points], self.load.levels, self.load.repeats, self.slo_p99_ms, costs,
                         self.load.margin, self.load.max_rounds, self.load.search, space.of_plan(self.plan),
                         self.load.budget, self.load.seed, width=len(self._stations),
-                        alike=alike if self.load.kind == "concurrency" else None)  # fmt: skip
+                        alike=alike if self.load.kind == "concurrency" else None,
+                        prefer=next((p.id for p in self.plan.points if p.baseline), None))  # fmt: skip
 
     def _describe(self, trial: search.Trial) -> str:
         index = next(i for i, p in enumerate(self.plan.points) if p.id == trial.point_id)

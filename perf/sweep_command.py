@@ -107,7 +107,11 @@ def parser() -> argparse.ArgumentParser:
                    help="measurement window in ms (default 1000); each measurement is three windows")  # fmt: skip
     p.add_argument("--measurement-requests", type=int,
                    help="windows of this many requests instead of time (perf_analyzer's count_windows)")  # fmt: skip
-    p.add_argument("--slo-p99-ms", type=float, help="latency objective: the best config must meet it")
+    p.add_argument("--slo-p99-ms", type=float,
+                   help="latency objective: the best config must meet it (default: each config is compared at its "
+                        "knee, the lowest load that gives 90 %% of its highest throughput)")  # fmt: skip
+    p.add_argument("--peak", action="store_true",
+                   help="compare configs at their highest throughput, whatever its latency")  # fmt: skip
     p.add_argument("--url", action="append",
                    help="measure a running server (gRPC HOST:PORT) instead of starting one; again for more "
                         "servers (one a machine) that search configs at once, the race on the first")  # fmt: skip
@@ -229,6 +233,10 @@ def load_spec(ns: argparse.Namespace) -> LoadSpec:
 
 def main(args: list[str], console: Console) -> int:
     ns, pairs = options(args)
+    if ns.peak:
+        if ns.slo_p99_ms is not None:
+            raise plan.PlanError(["give --peak or --slo-p99-ms, not both"])
+        ns.slo_p99_ms = math.inf  # a latency objective every measurement meets: the highest throughput wins
     for warning in getattr(ns, "ma_warnings", None) or ():
         console.print(f"[yellow]Model Analyzer[/yellow]: {escape(warning)}", highlight=False)
     repo_path = (ns.repo or reference_repository()).expanduser().resolve()
@@ -326,7 +334,9 @@ def describe_load(load: LoadSpec, slo: float | None) -> str:
         if load.repeats:
             return f"{levels} x {load.repeats} repeats"
         return f"{levels}, then {race} at each one's highest level within the SLO"
-    target = f"the highest within p99 <= {slo:g} ms" if slo is not None else "up to the knee"
+    target = ("the highest, whatever its p99 (--peak)" if slo == math.inf else
+              f"the highest within p99 <= {slo:g} ms" if slo is not None else
+              "each config's knee, the lowest that gives 90 % of its highest throughput")  # fmt: skip
     then = f"then {load.repeats} measurements each at its level" if load.repeats else f"then {race}"
     if load.budget is not None:
         picks = "Optuna's TPE sampler" if load.search == "optuna" else "the bottleneck rules"
@@ -397,7 +407,7 @@ def print_summary(folder: results.RunFolder, slo: float | None, console: Console
     searched = found.recommendation.race is not None
     view = Table("config", "level", "infer/s", "±95%", "p99 ms", "±95%", "n",
                  title="Each config at its searched level" if searched else "Best level of each point"
-                 + (f" under p99 <= {slo:g} ms" if slo else ""))  # fmt: skip
+                 + (f" under p99 <= {slo:g} ms" if slo and slo != math.inf else ""))  # fmt: skip
     for row in found.ranked.to_dict("records"):
         view.add_row(str(row["label"]), str(row["load_level"]), f"{row['throughput']:.1f}", _ci(row["throughput_ci"]),
                      f"{row['p99_ms']:.1f}", _ci(row["p99_ci"]), str(int(row["repeats"])))  # fmt: skip

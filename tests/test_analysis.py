@@ -13,10 +13,10 @@ from perf import analysis, findings, report
 from perf.results import Run
 
 
-def table(rows: list[tuple[str, str, int, float, float]]) -> pd.DataFrame:
+def table(rows: list[tuple[str, str, int, float, float]], baseline: str = "a") -> pd.DataFrame:
     return pd.DataFrame(
         [{"point_id": p, "load_kind": "concurrency", "load_level": lvl, "repeat": r, "throughput": t, "p99_ms": q,
-          "p50_ms": q / 2, "status": "ok", "is_baseline": p == "a", "x": p} for p, lvl, r, t, q in rows]
+          "p50_ms": q / 2, "status": "ok", "is_baseline": p == baseline, "x": p} for p, lvl, r, t, q in rows]
     )  # fmt: skip
 
 
@@ -170,7 +170,7 @@ def test_an_unsettled_race_says_which_cheaper_config_it_passed_over() -> None:
             "dropped": {"c": "round 3: behind a by 20%"}, "verdict": "undecided", "margin": 0.05, "measured": 12,
             "passed": {"b": -0.058}}  # fmt: skip
     searched = {"race": race, "load_search": {p: {"level": 4.0, "reason": ""} for p in "abc"}}
-    found = findings.find(Run(Path("run"), table(rows), {"model": "m", "params": ["x"]}, {}, searched))
+    found = findings.find(Run(Path("run"), table(rows, baseline="c"), {"model": "m", "params": ["x"]}, {}, searched))
     said = report.verdict(found)
     assert "not likely behind the fastest by more than 5%" in str(said["headline"])
     assert any("x=b costs less, but measured 5.8% behind" in line and "passed over" in line for line in said["lines"])

@@ -176,7 +176,7 @@ def test_cheap_configs_two_margins_behind_a_drifting_machine_lose_most_races() -
              "base": Cost(2, 0, 64)}  # fmt: skip
     winners, apart, passed = [], 0, 0
     for seed in range(40):
-        strat = strategy(list(configs), (1.0, 2.0, 4.0), None, None, costs)
+        strat = strategy(list(configs), (1.0, 2.0, 4.0), None, math.inf, costs)  # at their peaks (--peak)
         run(strat, configs, seed, noise=0.023, drift=0.06)
         winners.append(race_of(strat).winner)
         spread = race_of(strat).record()["race"]["spread"]
@@ -234,7 +234,43 @@ def test_load_search_without_slo_stops_at_the_knee() -> None:
             search.tell(trial, Outcome("ok", throughput, p99))
     probed = [t.level for t, _ in search.history.told]
     assert probed == [1, 2, 4, 8, 16], "4 still pays (+50 %), 8 and 16 do not"
-    assert search.level == 16, "with no SLO, the highest level measured: as fast as any, and nothing bounds latency"
+    assert search.level == 4, "with no SLO, the knee: the lowest level with 90 % of the peak (300 of 300 at 4)"
+    peak = LoadSearch("a", search.history, math.inf)  # --peak: any latency meets it
+    assert peak.level == 16, "--peak: the highest level measured, whatever its latency"
+
+
+def test_with_no_slo_a_config_is_compared_at_its_knee_not_at_its_peaks_latency() -> None:
+    """Throughput 300, 450, 500, 510, 505 at 1 to 16 in flight: 90 % of 510 is 459, so the
+    level is 4 (p99 several times lower than at 16), in the load search and in a grid alike."""
+    from perf.search.load import knee
+
+    history = History()
+    for level, throughput in zip([1, 2, 4, 8, 16], [300, 450, 500, 510, 505], strict=True):
+        history.add(history.trial("a", level, "probe"), Outcome("ok", throughput, level * 3.0))
+    assert knee(history, "a", ("probe",)) == 4
+    import pandas as pd
+
+    from perf.analysis import best_per_point
+
+    summary = pd.DataFrame({"point_id": ["a"] * 5, "load_level": ["1", "2", "4", "8", "16"],
+                            "throughput": [300, 450, 500, 510, 505], "p99_ms": [3, 6, 12, 24, 48]})  # fmt: skip
+    assert best_per_point(summary, None)["load_level"].tolist() == ["4"]
+    assert best_per_point(summary, math.inf)["load_level"].tolist() == ["8"], "--peak: the highest throughput"
+
+
+def test_the_users_config_wins_a_tie_even_against_a_cheaper_one() -> None:
+    """The repository's own config (costlier here) and a cheaper one run alike: the race keeps
+    the one that runs today, every time; it is only replaced when shown behind."""
+    configs = {"own": Config(5, 250), "cheap": Config(5, 250)}
+    for seed in range(10):
+        strat = strategy(list(configs), None, None, 50, {"own": TWO, "cheap": ONE}, prefer="own")
+        run(strat, configs, seed, 0.02)
+        assert race_of(strat).winner == "own", race_of(strat).record()
+    slower = {"own": Config(5, 200), "fast": Config(5, 250)}
+    for seed in range(5):
+        strat = strategy(list(slower), None, None, 50, {"own": ONE, "fast": TWO}, prefer="own")
+        run(strat, slower, seed, 0.02)
+        assert race_of(strat).winner == "fast", "20 % behind: shown so, and replaced"
 
 
 def test_one_flat_doubling_does_not_end_the_probe() -> None:
@@ -353,7 +389,8 @@ def test_a_grid_races_each_config_at_its_highest_level_within_the_slo() -> None:
     and a config raced a level low would lose for its level."""
     readings = {("a", 1): (100, 10), ("a", 2): (200, 20), ("a", 4): (190, 30),  # 4 read low
                 ("b", 1): (100, 10), ("b", 2): (180, 20), ("b", 4): (260, 60)}  # 4 over the SLO  # fmt: skip
-    for slo, levels in ((50, {"a": 4.0, "b": 2.0}), (None, {"a": 4.0, "b": 4.0})):
+    # No SLO: each at its knee (a's 200 at 2 is its peak, b's 180 at 2 under 90 % of 260); --peak: the highest.
+    for slo, levels in ((50, {"a": 4.0, "b": 2.0}), (None, {"a": 2.0, "b": 4.0}), (math.inf, {"a": 4.0, "b": 4.0})):
         strat = strategy(["a", "b"], (1, 2, 4), None, slo, {"a": ONE, "b": ONE})
         for trial in strat.propose():
             strat.tell(trial, Outcome("ok", *readings[trial.point_id, int(trial.level)], memory_mb=500.0))
@@ -527,7 +564,7 @@ def test_configs_alike_at_their_level_race_as_one_and_a_costlier_twin_never_wins
         return point[0]
 
     for seed in range(10):
-        strat = strategy(list(configs), (1, 2, 4), None, None, costs, alike=family)
+        strat = strategy(list(configs), (1, 2, 4), None, math.inf, costs, alike=family)  # at their peaks
         run(strat, configs, seed, noise=0.05)
         race = race_of(strat)
         assert race.winner in ("1/8", "2/8"), race.record()

@@ -33,6 +33,7 @@ def strategy(
     seed: int = 0,
     width: int = 1,
     alike: Callable[[str, float], str] | None = None,
+    prefer: str | None = None,
 ) -> Strategy:
     """``levels`` given: every config at each, once, then a race at each config's best level;
     with ``repeats``, every config at each level that often and no race (a fixed grid). No
@@ -40,7 +41,8 @@ def strategy(
     chooser picks within ``budget``, over ``space``), then a race; ``repeats`` then fixes how
     often each config is measured at its level in all, decided once at the end. ``width``:
     configs whose load is searched at once, one a server (the race is on one server).
-    ``alike``: which configs run alike at a level (the race keeps the cheapest of each)."""
+    ``alike``: which configs run alike at a level (the race keeps the cheapest of each).
+    ``prefer``: the repository's own config, which the race keeps unless it is shown behind."""
     history = History()
     if levels and repeats:
         return Grid(points, levels, repeats, history, slo_p99_ms)
@@ -64,6 +66,6 @@ def strategy(
         fixed = repeats is not None
         return Race(entrants, fallbacks, costs, history, slo_p99_ms, margin=margin,
                     max_rounds=max(0, repeats - 1) if repeats else max_rounds, sequential=not fixed,
-                    alike=alike, climb=not levels, until=until)  # fmt: skip
+                    alike=alike, climb=not levels, until=until, prefer=prefer)  # fmt: skip
 
     return Then(first, race, guess=3 * (len(points) if search == "grid" else RACED + 1))

@@ -24,6 +24,7 @@ from perf.results import OK
 from perf.search import History, Outcome, Trial, measure_again
 
 KNEE = 0.05
+KNEE_SHARE = 0.9  # with no SLO, a config is compared at the lowest load that gives this share of its peak
 
 
 @dataclass
@@ -124,9 +125,23 @@ def operating_level(
     }
     if not within:
         return None, []
-    level = max(within)
+    level = max(within) if slo_p99_ms is not None else knee(history, point_id, phases)
     lower = {lvl for lvl in within if lvl < level} | ({level - 1} if step_down and level > 1 else set())
     return level, sorted(lower, reverse=True)
+
+
+def knee(history: History, point_id: str, phases: tuple[str, ...], share: float = KNEE_SHARE) -> float:
+    """With no SLO, a config's level: the lowest load whose mean throughput reaches ``share`` of
+    the highest it measured. Past it more load buys a few per cent at a latency that grows
+    with every request in flight (a sweep with no SLO once shipped p99 500 ms at concurrency 64
+    for 10 % over concurrency 8's 90 ms). ``--peak`` asks for the highest instead."""
+    readings: dict[float, list[float]] = {}
+    for trial, outcome in history.told:
+        if trial.point_id == point_id and trial.phase in phases and outcome.ok:
+            readings.setdefault(trial.level, []).append(outcome.throughput)
+    means = {level: sum(values) / len(values) for level, values in readings.items()}
+    top = max(means.values())
+    return min(level for level, mean in means.items() if mean >= share * top)
 
 
 def levels_of(

@@ -266,6 +266,9 @@ class Race:
     # a budget in time (--budget 10m): the race ends once the sweep's rows, the load search's
     # included, have cost this many seconds, whatever is left of ``max_rounds``
     until: float | None = None
+    # the repository's own config: the first choice, before the cheapest, of configs not told
+    # apart. It runs in production today; changing it for no measured gain is churn
+    prefer: str | None = None
     survivors: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)  # point id -> why
     rounds: int = 0  # steps taken: rounds of the configs short of samples, then duels
@@ -304,7 +307,7 @@ class Race:
             level = self.entrants[point]
             groups.setdefault((alike(point, level), level), []).append(point)
         for (_, level), points in groups.items():
-            kept = cheapest(points, self.costs, self._memory(), self._speed())
+            kept = self._first_choice(points)
             for point in points:
                 if point != kept:
                     self.folded[point] = kept
@@ -368,7 +371,7 @@ class Race:
         model = self._eliminate()
         if len(self.survivors) == 1:
             return self._finish(CLEAR)
-        candidate, leader = cheapest(self.survivors, self.costs, self._memory(), self._speed()), self.leader
+        candidate, leader = self._first_choice(self.survivors), self.leader
         if not self.duels or self.duels[-1] != candidate:
             self.duels.append(candidate)
         if candidate == leader:
@@ -585,7 +588,7 @@ class Race:
         readings do not (eight configs within 3 %: the cheapest still wins as often)."""
         pool = list(self.survivors)
         while True:
-            candidate = cheapest(pool, self.costs, self._memory(), self._speed())
+            candidate = self._first_choice(pool)
             if candidate == leader or len(self._samples(candidate)) < 2:
                 return self._finish(UNDECIDED, candidate)
             c = compare(model, leader, candidate, self.alpha, self.margin)
@@ -593,6 +596,13 @@ class Race:
                 return self._finish(UNDECIDED, candidate)
             self.passed[candidate] = c.difference
             pool.remove(candidate)
+
+    def _first_choice(self, points: list[str]) -> str:
+        """The config the race keeps among ``points`` unless it is shown behind: the user's own
+        where it is one of them, else the cheapest."""
+        if self.prefer in points:
+            return self.prefer
+        return cheapest(points, self.costs, self._memory(), self._speed())
 
     def _drop(self, point: str, why: str) -> None:
         self.survivors.remove(point)
@@ -608,7 +618,7 @@ class Race:
         if not self.survivors:
             self.verdict = NONE
         else:
-            self.winner = winner or cheapest(self.survivors, self.costs, self._memory(), self._speed())
+            self.winner = winner or self._first_choice(self.survivors)
             self.ahead = self.leader
         return []
 
