@@ -22,7 +22,7 @@ from typing import Any
 from tritonclient.grpc.model_config_pb2 import DataType
 
 from perf.drivers.perf_analyzer import write_input_data
-from perf.images import image_files, synthetic_set
+from perf.images import IMAGE_SUFFIXES, image_files, synthetic_set
 from perf.modelconfig import ModelConfig
 
 TYPE_UINT8, TYPE_STRING = DataType.TYPE_UINT8, DataType.TYPE_STRING  # encoded payloads; strings (BYTES)
@@ -43,6 +43,12 @@ def takes_payloads(config: ModelConfig) -> bool:
 def takes_images(config: ModelConfig) -> bool:
     """Whether a model takes encoded images: one UINT8 input, as the reference ensemble does."""
     return len(config.input) == 1 and config.input[0].data_type == TYPE_UINT8
+
+
+def is_image_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder of JPEG or PNG files only: data Locust's users send too."""
+    files = [f for f in path.iterdir() if f.is_file() and not f.name.startswith(".")] if path.is_dir() else []
+    return bool(files) and all(f.suffix.lower() in IMAGE_SUFFIXES for f in files)
 
 
 def problems(config: ModelConfig, data: Path | None, images: Path | None) -> list[str]:

@@ -111,7 +111,7 @@ def load_problems(plan: Plan, load: LoadSpec) -> list[str]:
         if kinds:
             return [f"--driver locust: {plan.model} is a {' and '.join(kinds)} model, which perf's Locust users "
                     "do not drive (no streams, no sequence flags): use the default driver, perf_analyzer"]  # fmt: skip
-        if not inputs.takes_images(config) or (load.input_data and load.input_data.suffix == ".json"):
+        if not inputs.takes_images(config) or (load.input_data and not inputs.is_image_folder(load.input_data)):
             return [f"--driver locust sends one encoded image a request: {plan.model}'s requests need "
                     "perf_analyzer's input data; use the default driver, perf_analyzer"]  # fmt: skip
     data = inputs.problems(config, load.input_data, load.images)
