@@ -148,7 +148,8 @@ def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
     race, best = rec.race, rec.best
     assert race is not None and best is not None
     name = lambda point: findings.label(point, "setting")  # noqa: E731
-    others = [name(p) for p in race["survivors"] if p != best.point_id]
+    same = [name(p) for p in race.get("same_cost", [])]
+    others = [name(p) for p in race["survivors"] if p != best.point_id and name(p) not in same]  # they cost more
     margin = f"{race['margin']:.0%}"
     headline = f"Ship {name(best.point_id)}"
     warnings = []
@@ -169,13 +170,16 @@ def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
                         f"than {margin} at 95 % confidence (one-sided tests, Bonferroni-corrected) within "
                         f"{measured}.")  # fmt: skip
     elif race["verdict"] == EQUIVALENT:
-        lines.insert(0, f"Within {margin} of the best ({leader}) at 95 % confidence, and the cheapest such; "
-                        f"{', '.join(others)} {'is' if len(others) == 1 else 'are'} as fast and cost more "
+        costlier = (
+            f"; {', '.join(others)} {'is' if len(others) == 1 else 'are'} as fast and cost more" if others else ""
+        )
+        lines.insert(0, f"Within {margin} of the best ({leader}) at 95 % confidence, and the cheapest such{costlier} "
                         f"(fewer instances, less memory, a shorter queue delay and smaller batches count as "
                         f"cheaper).")  # fmt: skip
     elif race["verdict"] == LEADS:
-        lines.insert(0, f"The cheapest config in the race and the fastest measured: {', '.join(others)} "
-                        f"{'was' if len(others) == 1 else 'were'} not measured faster and cost more.")  # fmt: skip
+        costlier = f": {', '.join(others)} {'was' if len(others) == 1 else 'were'} not measured faster and cost more" \
+            if others else ""  # fmt: skip
+        lines.insert(0, f"The cheapest config in the race and the fastest measured{costlier}.")
     elif race["verdict"] == ALONE:
         lines.insert(0, "The only config with a load level that meets the SLO.")
     else:
@@ -191,6 +195,10 @@ def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
             f"{leader} measured faster, but it was neither shown ahead by more than {margin}"  # fmt: skip
         warnings.append(f"After {measured}, {unsettled} nor within {margin}; more measurements were unlikely to "
                         "settle it at this noise. Raise --max-rounds or --margin to try.")  # fmt: skip
+    if same:
+        lines.append(f"{', '.join(same)} {'costs' if len(same) == 1 else 'cost'} the same (instances, memory, queue "
+                     "delay, batch sizes) and could not be told apart from it: either will do; it is named for "
+                     "measuring faster, not shown to be.")  # fmt: skip
     if findings.gain is not None and findings.gain.baseline.point_id == best.point_id and race["verdict"] != ALONE:
         headline = f"Keep the repository's own config ({name(best.point_id)}): no change is shown to pay"
         tied = [p for p in race["survivors"] if p != best.point_id]

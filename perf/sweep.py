@@ -625,7 +625,7 @@ class Sweep:
         try:
             after = self._counters(names or {})
             seen.update({k: v for k, v in breakdown(before, after).items() if before and k.endswith(".requests")})
-            seen.update(self._responses(before, after))
+            seen.update(self._seen(before, after))
         except ServerError:
             pass
         row = self._record(point, trial, TIMED_OUT, str(error), **seen, **values)
@@ -634,15 +634,18 @@ class Sweep:
             self._recover()
         return row
 
-    def _responses(self, before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, Any]:
-        """A decoupled model's responses per finished request over a stopped measurement."""
+    def _seen(self, before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, Any]:
+        """What a stopped measurement got done, in words: the requests the measured model
+        finished, and a decoupled model's responses where Triton counts them (its statistics
+        have them per response index; the python backend of 2.51 reports none)."""
         model = self.plan.model
-        if not self.plan.baseline[model].model_transaction_policy.decoupled or model not in before:
+        if model not in before:
             return {}
         requests = after[model]["success"] - before[model]["success"]
+        note = f"{requests} request{'s' * (requests != 1)} of {model} finished before it was stopped"
         responses = after[model]["responses"] - before[model]["responses"]
-        note = f"{responses} responses to {requests} finished requests" if requests else \
-            f"{responses} responses, no request finished"  # fmt: skip
+        if self.plan.baseline[model].model_transaction_policy.decoupled and responses:
+            note += f"; {responses} responses sent"
         return {"note": note}
 
     def _crashed(self, point: Point, trial: search.Trial, error: Exception, **values: Any) -> dict[str, Any]:

@@ -574,3 +574,15 @@ def test_configs_alike_at_their_level_race_as_one_and_a_costlier_twin_never_wins
             "2/64": "runs as 2/8 does at 4: no batch there reaches the batch sizes that tell them apart; it costs more",
         }
         assert race.budget == race.max_rounds * len(configs)
+
+
+def test_configs_that_cost_the_same_tie_with_no_order_invented() -> None:
+    """Two configs as fast and as costly: the race names one, and records that the other costs
+    the same, for the report to say either will do; a costlier one is not among them."""
+    configs = {"a": Config(5, 250), "b": Config(5, 250), "c": Config(5, 250)}
+    for seed in range(3):
+        race = raced(configs, {"a": ONE, "b": ONE, "c": TWO}, seed, 0.02)
+        assert race.winner in ("a", "b")
+        tied = race.record()["race"]["same_cost"]
+        assert "c" not in tied and set(tied) <= {"a", "b"} - {race.winner}, race.record()
+        assert tied == [p for p in "ab" if p != race.winner and p in race.survivors]

@@ -91,7 +91,7 @@ import numpy as np
 from scipy import stats
 
 from perf.search import History, Outcome, Trial
-from perf.search.cost import Cost, cheapest
+from perf.search.cost import MEMORY_TOLERANCE, Cost, cheapest
 from perf.search.load import KNEE
 
 ALPHA = 0.05
@@ -473,6 +473,19 @@ class Race:
         left = trial.level != self.entrants[trial.point_id]
         return f"{trial.point_id} at {trial.level:g}" if left else trial.point_id
 
+    def _same_cost(self) -> list[str]:
+        """The survivors that cost what the winner costs, by every measure of the declared order
+        (memory within its tolerance): a tie among them has no order, and the report says so."""
+        if self.winner is None:
+            return []
+        memory, mine = self._memory(), self.costs.get(self.winner)
+
+        def close(a: float, b: float) -> bool:
+            return math.isnan(a) or math.isnan(b) or max(a, b) <= MEMORY_TOLERANCE * min(a, b)
+
+        return [p for p in self.survivors if p != self.winner and self.costs.get(p) == mine
+                and close(memory.get(p, math.nan), memory.get(self.winner, math.nan))]  # fmt: skip
+
     def _memory(self) -> dict[str, float]:
         return {p: _mean([o.memory_mb for o in self.history.outcomes(p) if o.ok]) for p in self.survivors}
 
@@ -651,6 +664,7 @@ class Race:
                 "alpha": self.alpha,
                 "comparisons": [c.__dict__ for c in self.comparisons],
                 "recheck": self.recheck,
+                "same_cost": self._same_cost(),
                 "to_slo": self._carried(),
                 "spread": self.spread(),
             }
