@@ -54,7 +54,8 @@ TRANSLATED = frozenset(
         "model_repository", "profile_models", "ensemble_composing_models", "concurrency", "request_rate",
         "batch_sizes", "constraints", "objectives", "latency_budget", "min_throughput", "run_config_search_disable",
         "run_config_search_mode", "request_rate_search_enable", "triton_launch_mode", "triton_grpc_endpoint",
-        "client_protocol", "perf_analyzer_flags", "model_type", "optuna_max_trials", *MA_DEFAULTS,
+        "client_protocol", "perf_analyzer_flags", "model_type", "optuna_max_trials", "bls_composing_models",
+        *MA_DEFAULTS,
     }
 )  # fmt: skip
 
@@ -87,8 +88,7 @@ NOT_HONOURED: dict[str, tuple[str, ...]] = {
         "early_exit_enable", "run_config_search_max_binary_search_steps", "use_concurrency_formula",
         "concurrency_sweep_disable", "optuna_min_trials", "optuna_early_exit_threshold",
         "min_percentage_of_search_space", "max_percentage_of_search_space",
-        "run_config_profile_models_concurrently_enable", "weighting", "bls_composing_models",
-        "cpu_only_composing_models",
+        "run_config_profile_models_concurrently_enable", "weighting", "cpu_only_composing_models",
     ),
 }  # fmt: skip
 
@@ -119,7 +119,7 @@ _CONSTRAINTS = frozenset(
 )  # fmt: skip
 
 # perf_analyzer flags perf has options for (Model Analyzer spells them with dashes).
-_PA_FLAGS = {"shape": "shape", "measurement-interval": "measurement_interval",
+_PA_FLAGS = {"shape": "shape", "input-data": "input_data", "measurement-interval": "measurement_interval",
              "measurement-request-count": "measurement_requests", "batch-size": "batch_size"}  # fmt: skip
 
 # More configs than this is a typo more often than a plan (and a product that size is slow to list).
@@ -211,7 +211,7 @@ def translate(data: dict[str, Any], repo: Repository, model: str | None = None) 
     spec = specs[chosen]
     warnings: list[str] = []
     options: dict[str, Any] = {}
-    for step in (_load, _objectives, _server, _client_flags, _search):
+    for step in (_load, _objectives, _server, _client_flags, _search, _bls):
         try:
             step(data, spec, chosen, options, warnings)
         except PlanError as error:
@@ -531,14 +531,29 @@ def _client_flags(data: dict, spec: dict, model: str, options: dict, warnings: l
             if not isinstance(shapes, list) or not all(isinstance(s, str) and ":" in s for s in shapes):
                 raise PlanError([f"perf_analyzer_flags.shape: expected NAME:DIMS or a list of them, got {value!r}"])
             options["shape"] = shapes
+        elif option == "input_data":
+            if not isinstance(value, str) or not value:
+                raise PlanError([f"perf_analyzer_flags.input-data: expected a file or folder's path, got {value!r}"])
+            options["input_data"] = value
         elif option:
             options[option] = levels(f"perf_analyzer_flags.{flag}", value)[0]
         else:
             ignored.append(flag)
     if ignored:
         warnings.append(f"perf_analyzer_flags {', '.join(ignored)}: not passed on; perf runs perf_analyzer with its "
-                        "own flags (it takes shape, measurement-interval, measurement-request-count and batch-size "
-                        "from here)")  # fmt: skip
+                        "own flags (it takes shape, input-data, measurement-interval, measurement-request-count and "
+                        "batch-size from here)")  # fmt: skip
+
+
+def _bls(data: dict, spec: dict, model: str, options: dict, warnings: list[str]) -> None:
+    """bls_composing_models: the models a BLS model calls, loaded with it (perf's --load)."""
+    if not data.get("bls_composing_models"):
+        return
+    called = _models(data["bls_composing_models"], "bls_composing_models")
+    options["load"] = list(called)
+    if swept := [name for name, settings in called.items() if settings]:
+        warnings.append(f"bls_composing_models.{', '.join(swept)}: loaded, their settings not swept; sweep them "
+                        f"with --param {swept[0]}.NAME --values ...")  # fmt: skip
 
 
 def _not_honoured(data: dict, spec: dict, model: str, specs: dict[str, dict]) -> list[str]:

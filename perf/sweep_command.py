@@ -56,7 +56,7 @@ def parser() -> argparse.ArgumentParser:
         help="the model to measure (an ensemble's composing models are loaded with it); "
         "default: the repository's one model no ensemble calls",
     )
-    p.add_argument("--load", nargs="+", metavar="MODEL", dest="calls",
+    p.add_argument("--load", nargs="+", metavar="MODEL",
                    help="models the measured one calls by name (a BLS model's; Model Analyzer's "
                         "bls_composing_models), loaded with it; their settings are swept as MODEL.NAME")  # fmt: skip
     p.add_argument("--repo", type=Path, help="model repository (default: the reference model_repo/); only read")
@@ -245,7 +245,7 @@ def main(args: list[str], console: Console) -> int:
     remotes = [RemoteServer.from_url(url) for url in urls]
     remote = remotes[0] if remotes else None
     gpu_count = len(host.gpus())
-    calls = tuple([ns.calls] if isinstance(ns.calls, str) else ns.calls or ())  # a sweep file's may be one name
+    calls = tuple([ns.load] if isinstance(ns.load, str) else ns.load or ())  # a sweep file's may be one name
     the_plan = plan.build(ns.model, pairs, repo, gpu_count, host.cores(), response_cache=not ns.no_response_cache,
                           calls=calls)  # fmt: skip
     if not ns.no_baseline:

@@ -363,3 +363,25 @@ def test_the_readme_shows_the_example_as_it_is() -> None:
     section = (ROOT / "README.md").read_text().split("## Coming from Model Analyzer")[1]
     shown = section.split("```yaml\n")[1].split("```")[0]
     assert yaml.safe_load(shown) == yaml.safe_load(EXAMPLE.read_text())
+
+
+def test_a_bls_models_callees_and_its_input_data_are_read() -> None:
+    """bls_composing_models are the models a BLS model calls: loaded with it (--load), and
+    perf_analyzer's --input-data is the sweep's own: the corpus's BLS model sweeps as written."""
+    corpus = open_repository(ROOT / "tests" / "corpus")
+    text = f"""
+profile_models:
+  bls:
+    model_config_parameters:
+      instance_group: [{{count: [1, 2], kind: KIND_CPU}}]
+bls_composing_models: add_sub
+perf_analyzer_flags:
+  input-data: {ROOT / "tests" / "corpus" / "bls" / "inputs.json"}
+concurrency: [1, 2]
+"""
+    t = translate(text, repository=corpus)
+    assert t.options["load"] == ["add_sub"]
+    assert t.options["input_data"].endswith("bls/inputs.json")
+    assert not any("bls_composing_models" in w for w in t.warnings), t.warnings
+    built = plan.build(t.model, list(t.params), corpus, 0, 2, calls=tuple(t.options["load"]))
+    assert built.models == ["bls", "add_sub"] and built.calls == ("add_sub",)
