@@ -173,7 +173,7 @@ def gain_over_baseline(
     base = Choice(r.point_id, str(r.load_level), r.throughput, r.throughput_ci, r.p99_ms)
     ratio = best.throughput / base.throughput - 1
     a, b = _samples(table, best), _samples(table, base)
-    if best == base or len(a) < 2 or len(b) < 2:
+    if best.point_id == base.point_id or len(a) < 2 or len(b) < 2:
         return Gain(base, ratio, None, None)
     va, vb = pd.Series(a).var(ddof=1) / len(a), pd.Series(b).var(ddof=1) / len(b)
     se = math.sqrt(va + vb)

@@ -19,7 +19,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tritonclient.grpc.model_config_pb2 import DataType
+from tritonclient.utils import triton_to_np_dtype
 
 from perf.drivers.perf_analyzer import write_input_data
 from perf.images import IMAGE_SUFFIXES, image_files, synthetic_set
@@ -165,3 +167,38 @@ def describe(config: ModelConfig, data: Path | None, images: Path | None) -> str
     if data is not None or images is not None:
         return str(data or images)
     return GENERATED_IMAGES if takes_images(config) else RANDOM
+
+
+def requests(data: Path, config: ModelConfig) -> list[dict[str, np.ndarray]]:
+    """Every request of ``data`` as arrays, in order (a sequence's streams one after another):
+    what Locust's users send, the same data perf_analyzer sends."""
+    flat = [s for step in steps(data, config) for s in (step if isinstance(step, list) else [step])]
+    return [arrays(step, config) for step in flat]
+
+
+def arrays(step: dict[str, Any], config: ModelConfig) -> dict[str, np.ndarray]:
+    """One step of perf_analyzer's input data as the arrays a client sends, typed by the model's
+    config: values (a list, or ``{"content": [...], "shape": [...]}``), or ``{"b64": ...}`` bytes
+    (a UINT8 tensor of them, one BYTES element, or raw values of the tensor's type). A batching
+    model's arrays get the batch dimension, of 1."""
+    found = {}
+    for tensor in config.input:
+        if tensor.name not in step:
+            continue
+        value, dims = step[tensor.name], list(tensor.dims)
+        dtype = triton_to_np_dtype(DataType.Name(tensor.data_type).removeprefix("TYPE_").replace("STRING", "BYTES"))
+        shape = value.get("shape") if isinstance(value, dict) else None
+        if isinstance(value, dict) and "b64" in value:
+            raw = base64.b64decode(value["b64"])
+            array = np.array([raw], dtype=np.object_) if dtype == np.object_ else np.frombuffer(raw, dtype=dtype)
+        else:
+            content = value.get("content") if isinstance(value, dict) else value
+            if dtype == np.object_:
+                array = np.array([v.encode() if isinstance(v, str) else v for v in _leaves(content)], np.object_)
+            else:
+                array = np.array(content, dtype=dtype)
+        if shape is None and all(d >= 0 for d in dims):
+            shape = dims
+        array = array.reshape(shape if shape is not None else array.shape)
+        found[tensor.name] = array[np.newaxis] if config.max_batch_size > 0 else array
+    return found

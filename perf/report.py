@@ -112,7 +112,7 @@ def verdict(findings: Findings) -> dict[str, object]:
     lines = [f"{best.throughput:.1f}{ci} infer/s at {kind} {best.load_level}, p99 {best.p99_ms:.1f} ms{under}."]
     if gain is None:
         lines.append("The run has no baseline point meeting the SLO to compare with.")
-    elif gain.baseline == best:
+    elif gain.baseline.point_id == best.point_id:
         lines.append("This is the repository's own config: no change beats it.")
     else:
         interval = f" (95 % CI {_percent(gain.low)} to {_percent(gain.high)})" if gain.low is not None else ""
@@ -136,7 +136,7 @@ def verdict(findings: Findings) -> dict[str, object]:
                 f"(Welch t-test p = {rec.p_value:.2f}). Either will do; more repeats may separate them."
             )
     headline = f"Ship {findings.label(best.point_id, 'setting')}"
-    if gain is not None and gain.baseline == best:
+    if gain is not None and gain.baseline.point_id == best.point_id:
         headline = f"Keep the repository's own config ({findings.label(best.point_id, 'setting')})"
     return {"headline": headline, "lines": lines, "warnings": warnings}
 

@@ -111,9 +111,9 @@ def load_problems(plan: Plan, load: LoadSpec) -> list[str]:
         if kinds:
             return [f"--driver locust: {plan.model} is a {' and '.join(kinds)} model, which perf's Locust users "
                     "do not drive (no streams, no sequence flags): use the default driver, perf_analyzer"]  # fmt: skip
-        if not inputs.takes_images(config) or (load.input_data and not inputs.is_image_folder(load.input_data)):
-            return [f"--driver locust sends one encoded image a request: {plan.model}'s requests need "
-                    "perf_analyzer's input data; use the default driver, perf_analyzer"]  # fmt: skip
+        if not inputs.takes_images(config) and load.input_data is None:
+            return [f"--driver locust: give {plan.model}'s requests with --input-data FILE (perf_analyzer's "
+                    "JSON input-data format): Locust's users send images, or the inputs it holds"]  # fmt: skip
     data = inputs.problems(config, load.input_data, load.images)
     has_data = load.input_data is not None or inputs.takes_images(config)
     return data + input_problems(config, load.shapes, has_data=has_data)
@@ -530,8 +530,12 @@ class Sweep:
         assert self.server is not None
         model = model or self.plan.model
         if self.load.driver == "locust":
-            images = self.load.images or self.load.input_data  # a folder of images, as --input-data
-            return Locust(self.server.grpc_url, model, images, self.load.batch_size, self.load.window_ms)
+            if self.load.input_data is not None and inputs.is_image_folder(self.load.input_data):
+                return Locust(self.server.grpc_url, model, self.load.input_data, self.load.batch_size,
+                              self.load.window_ms)  # fmt: skip
+            data = self._input_data() if self.load.input_data is not None else None  # what perf_analyzer sends
+            return Locust(self.server.grpc_url, model, self.load.images, self.load.batch_size, self.load.window_ms,
+                          input_data=data)  # fmt: skip
         return PerfAnalyzer(
             self.tools,
             self.server.grpc_url,

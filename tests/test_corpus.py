@@ -113,6 +113,19 @@ def test_a_bls_model_is_measured_with_the_models_it_calls(tmp_path: Path) -> Non
     assert "Ship" in result.stdout or "Keep" in result.stdout
 
 
+def test_both_drivers_send_the_users_data(tmp_path: Path) -> None:
+    """Locust's users send the same input data perf_analyzer does: the BLS model's requests,
+    typed by its config as the server reports it (a string, two FP32 tensors)."""
+    run = tmp_path / "run"
+    result = sweep("--repo", str(CORPUS), "--model", "bls", "--load", "add_sub", "--param", "instance_count",
+                   "--values", "1", "--concurrency", "1", "--repeats", "1", "--driver", "locust",
+                   "--input-data", str(CORPUS / "bls" / "inputs.json"), "--out", str(run))  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = rows(run)
+    assert set(table["status"]) == {"ok"}, table[["status", "error"]]
+    assert (table["add_sub.requests"] > 0).all(), "every request reached the model bls names in its data"
+
+
 @pytest.mark.parametrize("model", ["add_sub", "torch_linear"])
 def test_plain_python_models_are_swept(tmp_path: Path, model: str) -> None:
     run = tmp_path / "run"

@@ -7,6 +7,7 @@ perf.locust.units) becomes a row named as perf_analyzer's are; what only perf_an
 from __future__ import annotations
 
 import contextlib
+import math
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,7 @@ class Locust:
     images_per_request: int = 1
     window_ms: int = 2000
     protocol: str = "grpc"  # or "http": the locustfile that runs
+    input_data: Path | None = None  # the model's own inputs (perf_analyzer's JSON), instead of images
 
     def argv(self, level: float, kind: str, csv_prefix: Path, run_s: float) -> list[str]:
         # Users start within a tenth of a second: the level is measured, not the way up to it.
@@ -54,9 +56,10 @@ class Locust:
             ["-u", f"{level:g}", "-r", f"{10 * level:g}"]  # fmt: skip
         return [
             str(Path(sys.executable).parent / "locust"), "-f", str(locustfile(self.protocol)), "--headless", *users,
-            "-t", f"{run_s:g}s", "--host", self.url, "--csv", str(csv_prefix), "--only-summary",
+            "-t", f"{math.ceil(run_s)}s", "--host", self.url, "--csv", str(csv_prefix), "--only-summary",
             "--model", self.model, "--images-per-request", str(self.images_per_request),
             *(["--images", str(self.images)] if self.images else []),
+            *(["--input-data", str(self.input_data)] if self.input_data else []),
         ]  # fmt: skip
 
     def warm_up(self, level: float, kind: str = "concurrency") -> None:

@@ -3,12 +3,15 @@ any channel exists, hence the order of the imports."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc.experimental.gevent as grpc_gevent
 
 grpc_gevent.init_gevent()
 
+import numpy as np  # noqa: E402
 import tritonclient.grpc as grpcclient  # noqa: E402
-from tritonclient.utils import InferenceServerException  # noqa: E402
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype  # noqa: E402
 
 from perf.images import read_and_pad_images  # noqa: E402
 from perf.locust.user import Prepared, RequestFailed, TritonUser  # noqa: E402
@@ -23,10 +26,21 @@ class TritonGrpcUser(TritonUser):
     host = "127.0.0.1:8001"
 
     def prepare(self, images: list[bytes]) -> Prepared:
-        batch = read_and_pad_images(images)
-        tensor = grpcclient.InferInput("RAW_IMAGE", list(batch.shape), "UINT8")
-        tensor.set_data_from_numpy(batch)
-        return Prepared([tensor], batch.nbytes)
+        return self.prepare_arrays({"RAW_IMAGE": read_and_pad_images(images)})
+
+    def prepare_arrays(self, arrays: dict[str, np.ndarray]) -> Prepared:
+        tensors = []
+        for name, array in arrays.items():
+            tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+            tensor.set_data_from_numpy(array)
+            tensors.append(tensor)
+        return Prepared(tensors, sum(a.nbytes for a in arrays.values()))
+
+    def model_config(self) -> dict[str, Any]:
+        try:
+            return self.client.get_model_config(self.request_name, as_json=True)["config"]
+        except InferenceServerException as error:
+            raise RequestFailed(str(error)) from None
 
     def connect(self, connections: int) -> None:
         self.client = grpcclient.InferenceServerClient(self.host)

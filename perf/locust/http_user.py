@@ -5,10 +5,13 @@ each request is then one POST of those bytes, and the outputs come back binary."
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 import tritonclient.http as httpclient
 from geventhttpclient import HTTPClient
+from tritonclient.utils import np_to_triton_dtype
 
 from perf.images import read_and_pad_images
 from perf.locust.user import Prepared, RequestFailed, TritonUser
@@ -73,10 +76,22 @@ class TritonHttpUser(HttpPoster):
         super().on_start()
 
     def prepare(self, images: list[bytes]) -> Prepared:
-        batch = read_and_pad_images(images)
-        tensor = httpclient.InferInput("RAW_IMAGE", list(batch.shape), "UINT8")
-        tensor.set_data_from_numpy(batch, binary_data=True)
-        body, json_size = httpclient.InferenceServerClient.generate_request_body([tensor])
+        return self.prepare_arrays({"RAW_IMAGE": read_and_pad_images(images)})
+
+    def model_config(self) -> dict[str, Any]:
+        response = self.client.get(f"/v2/models/{self.environment.parsed_options.model}/config")
+        answer = response.read()
+        if response.status_code != 200:
+            raise RequestFailed(error_text(response.status_code, answer))
+        return json.loads(answer)
+
+    def prepare_arrays(self, arrays: dict[str, np.ndarray]) -> Prepared:
+        tensors = []
+        for name, array in arrays.items():
+            tensor = httpclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+            tensor.set_data_from_numpy(array, binary_data=True)
+            tensors.append(tensor)
+        body, json_size = httpclient.InferenceServerClient.generate_request_body(tensors)
         headers = {"Content-Type": "application/octet-stream"}
         if json_size is not None:
             headers[HEADER_LENGTH] = str(json_size)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import gevent
+import numpy as np
 from gevent.pool import Pool
 from locust import User, events, task
 from locust.env import Environment
@@ -22,13 +23,16 @@ from locust.runners import WorkerRunner
 # Imported for the listeners they register: the --shape option's, the web UI's perf tab.
 import perf.locust.shapes
 import perf.locust.webui  # noqa: F401
+from perf import inputs
 from perf.images import image_files, synthetic_set
 from perf.locust.stats import TALLIES
 from perf.locust.units import PER_SECOND
+from perf.modelconfig import from_json
 
 # Workers receive the master's own options but not its -u: the open loop's users divide the
 # arrival rate by all users, so the master passes their number on under this name.
 USERS_IN_ALL = "perf_users_in_all"
+IMAGES_ONLY = "{} sends images only: --input-data is for the grpc and http locustfiles, Triton's own protocols"
 
 
 @events.test_start.add_listener
@@ -68,6 +72,14 @@ class TritonUser(User):
     def prepare(self, images: list[bytes]) -> Prepared:
         """One request carrying ``images``."""
 
+    def prepare_arrays(self, arrays: dict[str, np.ndarray]) -> Prepared:
+        """One request carrying these inputs, by name (``--input-data``)."""
+        raise ValueError(IMAGES_ONLY.format(type(self).__name__))
+
+    def model_config(self) -> dict[str, Any]:
+        """The model's config as the server reports it, to type ``--input-data`` by."""
+        raise ValueError(IMAGES_ONLY.format(type(self).__name__))
+
     @abstractmethod
     def connect(self, connections: int) -> None:
         """Open the user's client, with room for ``connections`` requests at once."""
@@ -88,18 +100,22 @@ class TritonUser(User):
     def on_start(self) -> None:
         options = self.environment.parsed_options
         self.timeout = options.request_timeout
-        images = payload_images(options.images)
-        per_request = max(1, options.images_per_request)
-        self.requests = [
-            self.prepare([images[(i + k) % len(images)] for k in range(per_request)])
-            for i in range(0, len(images), per_request)
-        ]
-        self.turn = 0
         self.request_name = self.name()
         rate = options.arrival_rate / max(1, getattr(options, USERS_IN_ALL, None) or options.num_users or 1)
         self.interval = 1 / rate if rate > 0 else 0.0
         self.in_flight = Pool(options.max_in_flight) if self.interval else None
         self.connect(options.max_in_flight if self.interval else 1)
+        if options.input_data:  # the model's own inputs, typed by its config as the server reports it
+            config = from_json(self.model_config())
+            self.requests = [self.prepare_arrays(a) for a in inputs.requests(Path(options.input_data), config)]
+        else:
+            images = payload_images(options.images)
+            per_request = max(1, options.images_per_request)
+            self.requests = [
+                self.prepare([images[(i + k) % len(images)] for k in range(per_request)])
+                for i in range(0, len(images), per_request)
+            ]
+        self.turn = 0
         # Users start at random points of their first interval, so their arrivals interleave.
         self.next_arrival = time.perf_counter() + random.random() * self.interval
 
