@@ -19,13 +19,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tritonclient.grpc.model_config_pb2 import DataType
-from tritonclient.utils import triton_to_np_dtype
 
 from perf.drivers.perf_analyzer import write_input_data
 from perf.images import IMAGE_SUFFIXES, image_files, synthetic_set
 from perf.modelconfig import ModelConfig
+from perf.tensors import leaves
 
 TYPE_UINT8, TYPE_STRING = DataType.TYPE_UINT8, DataType.TYPE_STRING  # encoded payloads; strings (BYTES)
 FLOATS = (DataType.TYPE_FP16, DataType.TYPE_FP32, DataType.TYPE_FP64, DataType.TYPE_BF16)
@@ -129,14 +128,10 @@ def _check(found: list[Any], config: ModelConfig, source: Path) -> None:
         for tensor in config.input:
             value = step.get(tensor.name)
             values = value.get("content") if isinstance(value, dict) else value
-            if tensor.data_type in FLOATS and any(type(v) is int for v in _leaves(values)):
+            if tensor.data_type in FLOATS and any(type(v) is int for v in leaves(values)):
                 raise InputDataError(f"--input-data {source}: step {i} gives {tensor.name} whole numbers, and "
                                      f"perf_analyzer reads {DataType.Name(tensor.data_type)} data only from "
                                      "numbers written with a decimal point (1.0, not 1)")  # fmt: skip
-
-
-def _leaves(value: Any) -> list[Any]:
-    return [v for item in value for v in _leaves(item)] if isinstance(value, list) else [value]
 
 
 def _payload(config: ModelConfig, blob: bytes) -> dict[str, Any]:
@@ -167,38 +162,3 @@ def describe(config: ModelConfig, data: Path | None, images: Path | None) -> str
     if data is not None or images is not None:
         return str(data or images)
     return GENERATED_IMAGES if takes_images(config) else RANDOM
-
-
-def requests(data: Path, config: ModelConfig) -> list[dict[str, np.ndarray]]:
-    """Every request of ``data`` as arrays, in order (a sequence's streams one after another):
-    what Locust's users send, the same data perf_analyzer sends."""
-    flat = [s for step in steps(data, config) for s in (step if isinstance(step, list) else [step])]
-    return [arrays(step, config) for step in flat]
-
-
-def arrays(step: dict[str, Any], config: ModelConfig) -> dict[str, np.ndarray]:
-    """One step of perf_analyzer's input data as the arrays a client sends, typed by the model's
-    config: values (a list, or ``{"content": [...], "shape": [...]}``), or ``{"b64": ...}`` bytes
-    (a UINT8 tensor of them, one BYTES element, or raw values of the tensor's type). A batching
-    model's arrays get the batch dimension, of 1."""
-    found = {}
-    for tensor in config.input:
-        if tensor.name not in step:
-            continue
-        value, dims = step[tensor.name], list(tensor.dims)
-        dtype = triton_to_np_dtype(DataType.Name(tensor.data_type).removeprefix("TYPE_").replace("STRING", "BYTES"))
-        shape = value.get("shape") if isinstance(value, dict) else None
-        if isinstance(value, dict) and "b64" in value:
-            raw = base64.b64decode(value["b64"])
-            array = np.array([raw], dtype=np.object_) if dtype == np.object_ else np.frombuffer(raw, dtype=dtype)
-        else:
-            content = value.get("content") if isinstance(value, dict) else value
-            if dtype == np.object_:
-                array = np.array([v.encode() if isinstance(v, str) else v for v in _leaves(content)], np.object_)
-            else:
-                array = np.array(content, dtype=dtype)
-        if shape is None and all(d >= 0 for d in dims):
-            shape = dims
-        array = array.reshape(shape if shape is not None else array.shape)
-        found[tensor.name] = array[np.newaxis] if config.max_batch_size > 0 else array
-    return found

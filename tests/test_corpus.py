@@ -157,6 +157,27 @@ SWEEP = ["--model", "torch_linear", "--param", "max_queue_delay_microseconds", "
          "--concurrency", "1", "2", "--repeats", "1", "--measurement-interval", "500"]  # fmt: skip
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_each_locustfile_sends_the_users_input_data_as_typed(
+    users_triton: EmbeddedServer, tmp_path: Path, protocol: str
+) -> None:
+    """`locust -f locustfiles/grpc.py` (or http.py) `--input-data FILE`: each request the BLS
+    model's string and two FP32 tensors, typed by the config the server reports; add_sub
+    serves one call for every request Locust counts."""
+    before = users_triton.statistics("add_sub")[0]["inference_stats"]["success"].get("count", 0)
+    address = users_triton.grpc_url if protocol == "grpc" else users_triton.http_url
+    prefix = tmp_path / "run"
+    argv = [str(Path(sys.executable).parent / "locust"), "-f", f"locustfiles/{protocol}.py", "--headless", "-u", "2",
+            "-r", "2", "-t", "3s", "--host", address, "--csv", str(prefix), "--model", "bls",
+            "--input-data", str(CORPUS / "bls" / "inputs.json")]  # fmt: skip
+    done = subprocess.run(argv, cwd=CORPUS.parent.parent, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    stats = pd.read_csv(f"{prefix}_stats.csv").set_index("Name").loc["bls"]
+    assert stats["Request Count"] > 20 and stats["Failure Count"] == 0
+    after = users_triton.statistics("add_sub")[0]["inference_stats"]["success"]["count"]
+    assert int(after) - int(before) == stats["Request Count"], "every request reached the model its data names"
+
+
 def test_a_url_sweep_leaves_the_server_as_found(users_triton: EmbeddedServer, tmp_path: Path) -> None:
     before = live(users_triton, "torch_linear")
     assert before["dynamic_batching"]["max_queue_delay_microseconds"] == "200"

@@ -32,8 +32,8 @@ def _options(parser: Any) -> None:
                        help="folder of JPEG/PNG files (default: generated 640x480 JPEGs)")  # fmt: skip
     group.add_argument("--images-per-request", type=int, default=1, env_var="PERF_IMAGES_PER_REQUEST")
     group.add_argument("--input-data", default="", env_var="PERF_INPUT_DATA",
-                       help="the model's inputs instead of images: perf_analyzer's JSON input-data file, a folder "
-                            "of them, or a folder of raw payloads (grpc and http locustfiles)")  # fmt: skip
+                       help="the model's inputs instead of images: perf_analyzer's JSON input-data file "
+                            "(grpc and http locustfiles)")  # fmt: skip
     group.add_argument("--request-timeout", type=float, default=30.0, env_var="PERF_REQUEST_TIMEOUT",
                        help="seconds before a request counts as failed")  # fmt: skip
     group = parser.add_argument_group("perf: how to load")

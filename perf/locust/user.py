@@ -23,11 +23,10 @@ from locust.runners import WorkerRunner
 # Imported for the listeners they register: the --shape option's, the web UI's perf tab.
 import perf.locust.shapes
 import perf.locust.webui  # noqa: F401
-from perf import inputs
+from perf import tensors
 from perf.images import image_files, synthetic_set
 from perf.locust.stats import TALLIES
 from perf.locust.units import PER_SECOND
-from perf.modelconfig import from_json
 
 # Workers receive the master's own options but not its -u: the open loop's users divide the
 # arrival rate by all users, so the master passes their number on under this name.
@@ -106,8 +105,9 @@ class TritonUser(User):
         self.in_flight = Pool(options.max_in_flight) if self.interval else None
         self.connect(options.max_in_flight if self.interval else 1)
         if options.input_data:  # the model's own inputs, typed by its config as the server reports it
-            config = from_json(self.model_config())
-            self.requests = [self.prepare_arrays(a) for a in inputs.requests(Path(options.input_data), config)]
+            typed, batching = tensors.inputs_of(self.model_config())
+            steps = tensors.read_steps(Path(options.input_data))
+            self.requests = [self.prepare_arrays(tensors.arrays(step, typed, batching)) for step in steps]
         else:
             images = payload_images(options.images)
             per_request = max(1, options.images_per_request)
