@@ -421,6 +421,11 @@ def print_summary(folder: results.RunFolder, slo: float | None, console: Console
     if len(found.faults):
         counts = found.faults["status"].value_counts().to_dict()
         console.print(f"[yellow]faults recorded[/yellow]: {counts} (see the error column)", highlight=False)
+        for _, rows in run.table.groupby("point_id", sort=False):
+            if set(rows["status"]) == {results.TIMED_OUT}:
+                setting = ", ".join(f"{c}={_value(rows[c].iloc[0])}" for c in run.param_columns)
+                console.print(f"[yellow]timed out at every level[/yellow]: {escape(setting)} did not answer within "
+                              "its measurements' deadlines; it was not waited on", highlight=False)  # fmt: skip
     console.print(f"results: {folder.path / results.RESULTS}; the report: perf report {folder.path}", highlight=False)
 
 

@@ -58,7 +58,7 @@ def test_windows_too_short_for_one_request_are_widened_not_a_failed_row(
     however busy the machine."""
     analyzer = PerfAnalyzer(tools.find(), server.grpc_url, "ensemble_model", input_data, measurement_interval_ms=1)
     with tempfile.TemporaryDirectory() as tmp, pytest.raises(EmptyWindowError):  # one try at the window asked
-        analyzer._run(analyzer.argv(1, Path(tmp) / "pa.csv"))
+        analyzer._run(analyzer.argv(1, Path(tmp) / "pa.csv"), deadline=60)
     row = analyzer.run(1)
     assert row["throughput"] > 0 and row["requests"] > 0 and row["p99_ms"] > 1
 
