@@ -18,7 +18,7 @@ from perf import analysis, plots
 from perf.findings import Findings
 from perf.results import Run
 from perf.search.load import KNEE_SHARE
-from perf.search.race import ALONE, CLEAR, EQUIVALENT, LEADS
+from perf.search.race import ALONE, CLEAR, EQUIVALENT, LEADS, UNDECIDED
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("perf", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
@@ -203,11 +203,19 @@ def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
         headline = f"Keep the repository's own config ({name(best.point_id)}): no change is shown to pay"
         tied = [p for p in race["survivors"] if p != best.point_id]
         told_apart = "" if not tied else f"; {', '.join(name(p) for p in tied)} could not be told apart from it"
-        if race["verdict"] != CLEAR:
-            lines[0] = (f"No other config was measured ahead of it by more than {margin} at 95 % confidence within "
-                        f"{measured}{told_apart}. A gain of more than {margin} would have shown: the race keeps "
-                        "the config that runs today unless another is shown faster.")  # fmt: skip
-        warnings = [w for w in warnings if not w.startswith("After")]
+        keeps = "The race keeps the config that runs today unless another is shown faster."
+        said = {
+            EQUIVALENT: f"Shown within {margin} of the fastest ({leader}) at 95 % confidence within {measured}"
+                        f"{told_apart}: no change gains more than {margin} here. {keeps}",
+            LEADS: f"The fastest measured, no other config shown ahead of it{told_apart}. {keeps}",
+            UNDECIDED: f"No other config was shown ahead of it by more than {margin} at 95 % confidence within "
+                       f"{measured}{told_apart}. {keeps}",
+        }  # fmt: skip
+        if race["verdict"] == UNDECIDED:  # the one verdict with no line of its own above
+            lines.insert(0, said[UNDECIDED])
+        elif race["verdict"] in said:
+            lines[0] = said[race["verdict"]]
+        lines[:] = [line for line in lines if not line.startswith("This is the repository's own config")]
     if budgeted := findings.run.search.get("budgeted"):
         lines.append(f"Searched {budgeted['measured']} of {budgeted['space']} configs with {budgeted['strategy']} "
                      f"(budget {budgeted['budget']}), then raced the best; the search stopped: "

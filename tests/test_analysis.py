@@ -200,3 +200,21 @@ def test_configs_alike_at_their_level_are_named_by_their_settings_and_said_to_ha
         "dropped, round 0: runs as x=8 does at 4: no batch there reaches the batch sizes that tell them apart; "
         "it costs more"
     ), outcomes
+
+
+@pytest.mark.parametrize("verdict", ["equivalent", "leads", "undecided"])
+def test_a_race_the_users_config_ties_says_keep_it(verdict: str) -> None:
+    """The repository's own config (a) won without being shown behind: the answer is to keep
+    it, naming the configs it could not be told apart from; never "Ship" a change no one
+    showed to pay, and the throughput line stays."""
+    rows = [(p, "4", r, t + r, 20.0) for p, t in (("a", 248), ("b", 250), ("c", 200)) for r in range(3)]
+    leader = "a" if verdict == "leads" else "b"
+    race = {"entrants": {"a": 4.0, "b": 4.0, "c": 4.0}, "survivors": ["a", "b"], "winner": "a", "leader": leader,
+            "dropped": {"c": "round 3: behind b by 20%"}, "verdict": verdict, "margin": 0.05, "measured": 12,
+            "same_cost": []}  # fmt: skip
+    searched = {"race": race, "load_search": {p: {"level": 4.0, "reason": ""} for p in "abc"}}
+    found = findings.find(Run(Path("run"), table(rows), {"model": "m", "params": ["x"]}, {}, searched))
+    said = report.verdict(found)
+    assert str(said["headline"]).startswith("Keep the repository's own config (baseline: x=a)"), said["headline"]
+    assert "x=b could not be told apart from it" in said["lines"][0]
+    assert any("infer/s at concurrency 4" in line for line in said["lines"])
