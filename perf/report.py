@@ -141,6 +141,12 @@ def verdict(findings: Findings) -> dict[str, object]:
     return {"headline": headline, "lines": lines, "warnings": warnings}
 
 
+def found_baseline(findings: Findings, point_id: str) -> bool:
+    """Whether ``point_id`` is the repository's own config."""
+    rows = findings.curves.summary[findings.curves.summary["point_id"] == point_id]
+    return bool(len(rows)) and bool(rows["is_baseline"].astype(bool).iloc[0])
+
+
 def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
     """A raced run's recommendation: how the winner won, what it was told apart from, and
     what could not be, said as plainly as a clear win."""
@@ -160,9 +166,11 @@ def _race_verdict(findings: Findings, lines: list[str]) -> dict[str, object]:
         folded.setdefault(kept, []).append(name(point))
     for kept, twins in folded.items():
         level = f"{findings.curves.load_kind} {race['entrants'][kept]:g}"
+        why = "the repository's own config for them all" if found_baseline(findings, kept) else \
+            f"and {'it costs' if len(twins) == 1 else 'they cost'} more"  # fmt: skip
         lines.append(f"{' and '.join(twins)} {'runs' if len(twins) == 1 else 'run'} as {name(kept)} does at {level}: "
-                     "no batch there reaches the batch sizes that tell them apart, so they raced as one, and "
-                     f"{'it costs' if len(twins) == 1 else 'they cost'} more.")  # fmt: skip
+                     f"no batch there reaches the batch sizes that tell them apart, so they raced as one, "
+                     f"{why}.")  # fmt: skip
     if race["verdict"] == CLEAR and set(race.get("dropped", {})) <= set(race.get("folded", {})):
         lines.insert(0, "The only config left once the configs alike at their level raced as one.")
     elif race["verdict"] == CLEAR:
@@ -261,8 +269,16 @@ def race_rows(findings: Findings) -> list[dict[str, str]]:
             outcome = f"passed over: cheaper, but measured {-race['passed'][point]:.1%} behind, likely more than " \
                 f"the {race['margin']:.0%} margin"  # fmt: skip
         elif point in race.get("survivors", []):
-            outcome = "survived: as fast, costs more" if race["verdict"] in (EQUIVALENT, LEADS) else \
-                f"survived: not shown more than {race['margin']:.0%} behind; costs more"  # fmt: skip
+            winner = race.get("winner")
+            costs = "costs the same" if point in race.get("same_cost", []) else "costs more"
+            if winner and found_baseline(findings, winner):
+                outcome = (
+                    f"survived: not shown faster than the repository's own config by more than {race['margin']:.0%}"
+                )
+            elif race["verdict"] in (EQUIVALENT, LEADS):
+                outcome = f"survived: as fast, {costs}"
+            else:
+                outcome = f"survived: not shown more than {race['margin']:.0%} behind; {costs}"
         else:
             outcome = "no level: " + record.get("reason", "none within the SLO")
         label = findings.label(point) if point in labelled else point

@@ -311,8 +311,9 @@ class Race:
             for point in points:
                 if point != kept:
                     self.folded[point] = kept
+                    why = "the repository's own config raced for it" if kept == self.prefer else "it costs more"
                     self._drop(point, f"runs as {kept} does at {level:g}: no batch there reaches the batch "
-                                      "sizes that tell them apart; it costs more")  # fmt: skip
+                                      f"sizes that tell them apart; {why}")  # fmt: skip
 
     @property
     def budget(self) -> int:
