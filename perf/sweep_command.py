@@ -253,6 +253,12 @@ def main(args: list[str], console: Console) -> int:
     load = load_spec(ns)
     if problems := load_problems(the_plan, load):
         raise plan.PlanError(problems)
+    if the_plan.baseline[the_plan.model].model_transaction_policy.decoupled and load.input_data is None:
+        note = (
+            f"{the_plan.model} is decoupled and no --input-data is given: random inputs may ask it for any "
+            "number of responses; a measurement not finished by its deadline is stopped and recorded timed_out"
+        )
+        the_plan = dataclasses.replace(the_plan, notes=(*the_plan.notes, note))
     apply = ns.apply or "reload"
     if remote and apply == "restart":
         raise plan.PlanError(["--apply restart needs a server perf starts itself: drop --url"])

@@ -77,7 +77,8 @@ def test_a_decoupled_model_without_data_times_out_and_the_sweep_ends(tmp_path: P
     assert table["error"].str.contains("deadline").sum() == 2
     assert table["error"].str.contains("not measured: it timed out at concurrency 1").sum() == 2
     assert table["note"].str.contains("request.* of square finished before it was stopped").sum() == 2, "what was seen"
-    assert "every config timed out" in " ".join(result.stdout.split())
+    said = " ".join(result.stdout.split())
+    assert "every config timed out" in said and "square is decoupled and no --input-data is given" in said
     assert processes_mentioning(str(run)) == []
 
 
