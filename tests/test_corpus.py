@@ -191,33 +191,35 @@ def test_a_url_sweep_leaves_the_server_as_found(users_triton: EmbeddedServer, tm
     assert restore.kept_files(run) == [], "nothing left to restore"
 
 
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL, then perf restore", "SIGKILL, then the same command"])
 def test_an_interrupted_or_killed_url_sweep_leaves_the_server_as_found(
-    users_triton: EmbeddedServer, tmp_path: Path
+    users_triton: EmbeddedServer, tmp_path: Path, how: str
 ) -> None:
     """SIGTERM: the sweep puts the config back on its way out. SIGKILL: nothing can run, so the
-    kept configs wait in the run folder, and `perf restore RUN` puts them back."""
+    kept configs wait in the run folder; `perf restore RUN` puts them back, and so does the same
+    command run again (it resumes, and restores the first run's configs at its end)."""
     before = live(users_triton, "torch_linear")
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        run = tmp_path / sig.name
-        argv = [sys.executable, "-m", "perf", "sweep", "--repo", str(CORPUS), "--url", users_triton.grpc_url, *SWEEP,
-                "--out", str(run)]  # fmt: skip
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and live(users_triton, "torch_linear") == before:
-            time.sleep(0.2)  # until the sweep has changed the server
-        assert live(users_triton, "torch_linear") != before, "the sweep never changed the server"
-        proc.send_signal(sig)
-        output, _ = proc.communicate(timeout=120)
-        if sig == signal.SIGTERM:
-            assert proc.returncode == 143, output
-            assert "restored: torch_linear" in " ".join(output.split()), output
-        else:
-            assert live(users_triton, "torch_linear") != before, "killed outright: nothing could restore"
-            assert restore.kept_files(run), "the configs it found are kept in the run folder"
-            put_back = perf_cli("restore", str(run), timeout=60)
-            assert put_back.returncode == 0, put_back.stdout + put_back.stderr
-            assert "torch_linear" in put_back.stdout
-        assert live(users_triton, "torch_linear") == before, sig.name
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "perf", "sweep", "--repo", str(CORPUS), "--url", users_triton.grpc_url, *SWEEP,
+            "--out", str(run)]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and live(users_triton, "torch_linear") == before:
+        time.sleep(0.2)  # until the sweep has changed the server
+    assert live(users_triton, "torch_linear") != before, "the sweep never changed the server"
+    proc.send_signal(signal.SIGTERM if how == "SIGTERM" else signal.SIGKILL)
+    output, _ = proc.communicate(timeout=120)
+    if how == "SIGTERM":
+        assert proc.returncode == 143, output
+        assert "restored: torch_linear" in " ".join(output.split()), output
+    else:
+        assert live(users_triton, "torch_linear") != before, "killed outright: nothing could restore"
+        assert restore.kept_files(run), "the configs it found are kept in the run folder"
+        again = perf_cli("restore", str(run), timeout=60) if how.endswith("restore") else perf_cli(*argv[3:])
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "torch_linear" in again.stdout
+    assert live(users_triton, "torch_linear") == before, how
+    assert restore.kept_files(run) == []
 
 
 def test_a_server_not_in_explicit_mode_is_refused(tmp_path: Path) -> None:
