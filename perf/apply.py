@@ -83,7 +83,10 @@ def changes(findings: Findings, repo_path: Path, profile: str | None = None) -> 
             assignment += [(plan.Param(m, param.path, (v,)), v) for m, v in value.items()]
         else:
             assignment.append((param, value))
-    point = plan.make_point(assignment, current, run.model, run.models[1:])
+    # An ensemble's steps bound its max_batch_size; the models a BLS model calls (--load) do not.
+    calls = set(run.plan.get("calls", []))
+    members = [m for m in run.models[1:] if m not in calls] if plan.is_ensemble(current[run.model]) else []
+    point = plan.make_point(assignment, current, run.model, members)
     result = []
     for model, config in point.configs.items():
         target = targets[model]
