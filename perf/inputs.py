@@ -14,17 +14,16 @@ into the run folder, the file every driver and every server of the run sends.
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 from typing import Any
 
 from tritonclient.grpc.model_config_pb2 import DataType
 
-from perf.drivers.perf_analyzer import write_input_data
+from perf.drivers.perf_analyzer import payload, write_input_data
 from perf.images import IMAGE_SUFFIXES, image_files, synthetic_set
 from perf.modelconfig import ModelConfig
-from perf.tensors import leaves
+from perf.tensors import flatten, leaves
 
 TYPE_UINT8, TYPE_STRING = DataType.TYPE_UINT8, DataType.TYPE_STRING  # encoded payloads; strings (BYTES)
 FLOATS = (DataType.TYPE_FP16, DataType.TYPE_FP32, DataType.TYPE_FP64, DataType.TYPE_BF16)
@@ -115,8 +114,7 @@ def _check(found: list[Any], config: ModelConfig, source: Path) -> None:
     and every input the model does not mark optional."""
     names = {i.name for i in config.input}
     required = {i.name for i in config.input if not i.optional}
-    flat = [s for step in found for s in (step if isinstance(step, list) else [step])]
-    for i, step in enumerate(flat):
+    for i, step in enumerate(flatten(found)):
         if not isinstance(step, dict):
             raise InputDataError(f"--input-data {source}: step {i} is not a mapping of input name to value")
         if unknown := sorted(set(step) - names):
@@ -137,8 +135,7 @@ def _check(found: list[Any], config: ModelConfig, source: Path) -> None:
 def _payload(config: ModelConfig, blob: bytes) -> dict[str, Any]:
     """One request of one payload: bytes for a UINT8 input, one string element for BYTES."""
     tensor = config.input[0]
-    shape = [len(blob)] if tensor.data_type == TYPE_UINT8 else [1]
-    return {tensor.name: {"b64": base64.b64encode(blob).decode("ascii"), "shape": shape}}
+    return {tensor.name: payload(blob, [len(blob)] if tensor.data_type == TYPE_UINT8 else [1])}
 
 
 def write(path: Path, config: ModelConfig, data: Path | None, images: Path | None) -> Path | None:

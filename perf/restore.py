@@ -29,8 +29,7 @@ def require_explicit(server: TritonServer) -> None:
     """Refuse a server whose models cannot be reloaded over the API, before anything starts:
     Triton answers a load (and an unload of a model it does not have) only in explicit mode."""
     try:
-        with server.client() as client:
-            server._call(client.unload_model, PROBE)
+        server.unload_model(PROBE)
     except ServerError as error:
         raise ServerError(
             f"the server at {server.grpc_url} does not take model loads ({error}): perf sweeps a running server by "
@@ -46,14 +45,12 @@ class Keeper:
     path: Path
     server: TritonServer
 
-    def save(self, models: list[str]) -> list[str]:
+    def save(self, models: list[str]) -> None:
         """Read ``models``' live configs (in the order they are to be loaded back) and keep
         them, unless a killed run's are kept already: those are what the server had before."""
-        if self.path.is_file():
-            return list(json.loads(self.path.read_text())["models"])
-        configs = {m: json.loads(to_json(self.server.model_config(m))) for m in models}
-        self.path.write_text(json.dumps({"url": self.server.grpc_url, "models": configs}, indent=1))
-        return models
+        if not self.path.is_file():
+            configs = {m: json.loads(to_json(self.server.model_config(m))) for m in models}
+            self.path.write_text(json.dumps({"url": self.server.grpc_url, "models": configs}, indent=1))
 
     def restore(self) -> list[str]:
         """Load every kept config back and check it; what was done, a line each. The file

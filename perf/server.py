@@ -155,6 +155,10 @@ class TritonServer(ABC):
         with self.client() as client:
             self._call(client.load_model, name, config=None if config is None else to_json(config))
 
+    def unload_model(self, name: str) -> None:
+        with self.client() as client:
+            self._call(client.unload_model, name)
+
     def statistics(self, name: str = "") -> list[dict]:
         """Triton's cumulative inference statistics, per model (all models when no name)."""
         with self.client() as client:

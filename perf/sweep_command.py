@@ -297,24 +297,21 @@ def main(args: list[str], console: Console) -> int:
         except KeyboardInterrupt as stop:
             bar.stop()
             done = len(folder.table())
-            print_restored(sweep.restored, console)
             console.print(f"[yellow]interrupted[/yellow]: {done} rows recorded in {folder.path}; "
                           "run the same command to resume")  # fmt: skip
             return host.exit_code(stop)
-        except BaseException:
+        finally:  # whatever ended the sweep, what it put back on a server it did not start
             print_restored(sweep.restored, console)
-            raise
     print_summary(folder, ns.slo_p99_ms, console)
-    print_restored(sweep.restored, console)
     return 0
 
 
 def print_restored(restored: list[str], console: Console) -> None:
     """What was put back on servers perf did not start, and plainly what was not."""
     for line in restored:
-        style = "red" if line.startswith("NOT RESTORED") else "green"
-        console.print(f"[{style}]restored[/{style}]: {escape(line)}" if style == "green" else
-                      f"[red]{escape(line)}[/red]", highlight=False)  # fmt: skip
+        failed = line.startswith("NOT RESTORED")
+        console.print(f"[red]{escape(line)}[/red]" if failed else f"[green]restored[/green]: {escape(line)}",
+                      highlight=False)  # fmt: skip
 
 
 def _progress(console: Console) -> Progress:

@@ -41,8 +41,12 @@ def leaves(value: Any) -> list[Any]:
 
 def read_steps(path: Path) -> list[dict[str, Any]]:
     """An input-data file's requests, in order (a sequence's streams one after another)."""
-    data = json.loads(path.read_text())["data"]
-    return [s for step in data for s in (step if isinstance(step, list) else [step])]
+    return flatten(json.loads(path.read_text())["data"])
+
+
+def flatten(steps: list[Any]) -> list[Any]:
+    """Input data's steps in order, a sequence model's streams (lists of steps) one after another."""
+    return [s for step in steps for s in (step if isinstance(step, list) else [step])]
 
 
 def arrays(step: dict[str, Any], tensors: list[Tensor], batching: bool) -> dict[str, np.ndarray]:

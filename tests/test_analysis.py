@@ -218,3 +218,17 @@ def test_a_race_the_users_config_ties_says_keep_it(verdict: str) -> None:
     assert str(said["headline"]).startswith("Keep the repository's own config (baseline: x=a)"), said["headline"]
     assert "x=b could not be told apart from it" in said["lines"][0]
     assert any("infer/s at concurrency 4" in line for line in said["lines"])
+
+
+def test_a_grid_best_not_told_from_the_users_config_keeps_it() -> None:
+    """A grid with repeats: b measured 1 % ahead of the repository's own config a, well within
+    the noise (the gain's interval includes 0): the answer is to keep a, not to ship b. Shown
+    3 % ahead with tight repeats, b is shipped."""
+    for spread, kept in ((5.0, "a"), (0.5, "b")):
+        rows = [("a", "1", r, 100 + spread * d, 10) for r, d in enumerate([-1, 0, 1])]
+        rows += [("b", "1", r, 101 + spread * d if kept == "a" else 103 + spread * d, 10)
+                 for r, d in enumerate([1, -1, 0])]  # fmt: skip
+        found = findings.find(Run(Path("run"), table(rows), {"model": "m", "params": ["x"]}, {}, {}))
+        said = report.verdict(found)
+        assert found.recommendation.best.point_id == kept, (spread, said)
+        assert str(said["headline"]).startswith("Keep the repository's own config" if kept == "a" else "Ship x=b")

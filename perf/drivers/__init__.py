@@ -26,11 +26,12 @@ class DriverTimeout(DriverError):
 GRACE_S = 10.0  # a measurement's start (connecting, the first requests) and its end
 
 
-def deadline_s(measuring_s: float) -> float:
+def deadline_s(measuring_s: float, grace_s: float = GRACE_S) -> float:
     """How long a measurement of ``measuring_s`` seconds of windows may take before it is
-    stopped: twice its windows, for windows a busy machine stretches, plus a fixed grace. A
-    measurement has no reason to take longer, and a sweep must never wait on one for ever."""
-    return 2 * measuring_s + GRACE_S
+    stopped: twice its windows, for windows a busy machine stretches, plus a fixed grace (a
+    driver that takes longer to start says how long). A measurement has no reason to take
+    longer, and a sweep must never wait on one for ever."""
+    return 2 * measuring_s + grace_s
 
 
 class Driver(Protocol):

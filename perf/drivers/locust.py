@@ -26,6 +26,9 @@ PERCENTILES = {"50%": "p50_ms", "90%": "p90_ms", "95%": "p95_ms", "99%": "p99_ms
 WINDOWS = 3
 
 
+LOCUST_START_S = 30.0  # Locust's own start and stop (gevent, its runner, the users' set-up) on a busy machine
+
+
 class LocustError(DriverError):
     """Locust failed, or requests did: the message carries their errors."""
 
@@ -73,7 +76,7 @@ class Locust:
         with tempfile.TemporaryDirectory(prefix="perf-locust-") as tmp:
             prefix = Path(tmp) / "run"
             argv = self.argv(level, kind, prefix, run_s)
-            deadline = deadline_s(run_s)
+            deadline = deadline_s(run_s, LOCUST_START_S)
             try:
                 proc = subprocess.run(host.die_with_parent(argv), cwd=locustfile(self.protocol).parent.parent,
                                       capture_output=True, text=True, timeout=deadline, check=False)  # fmt: skip

@@ -50,6 +50,7 @@ LOAD_KINDS = ("concurrency", "request_rate")
 NO_STABILITY_RULE = "100000"
 WINDOWS = 3  # perf_analyzer's stability window: it reports the last three windows
 MAX_WINDOW_MS = 10_000  # windows that held no finished request are doubled up to this
+SLOWEST = 10  # inferences a second a model of count windows is given time for
 # Its verbose line for each window, e.g. "Pass [2] throughput: 176.357 infer/sec. Avg latency: 11318 usec".
 _PASS = re.compile(r"Pass \[(\d+)\] throughput: ([0-9.]+) infer/sec\. Avg latency: ([0-9.]+) usec")
 _REQUESTS = re.compile(r"Request count: (\d+)")
@@ -63,10 +64,15 @@ class EmptyWindowError(PerfAnalyzerError):
     """perf_analyzer stopped at a window in which no request finished."""
 
 
+def payload(blob: bytes, shape: list[int]) -> dict[str, object]:
+    """One input's bytes as perf_analyzer's input data carries them."""
+    return {"b64": base64.b64encode(blob).decode("ascii"), "shape": shape}
+
+
 def write_input_data(images: list[bytes], path: Path, input_name: str = "RAW_IMAGE") -> Path:
     """perf_analyzer's --input-data file: one step per image, each a UINT8 row of its bytes.
     perf_analyzer cycles through the steps, so every request carries a real image."""
-    steps = [{input_name: {"b64": base64.b64encode(blob).decode("ascii"), "shape": [len(blob)]}} for blob in images]
+    steps = [{input_name: payload(blob, [len(blob)])} for blob in images]
     if not steps:
         raise ValueError("perf_analyzer needs at least one image")
     path.write_text(json.dumps({"data": steps}))
@@ -182,9 +188,14 @@ class PerfAnalyzer:
             return self._run(argv, self._deadline(window_ms, WINDOWS))
 
     def _deadline(self, window_ms: int | None, windows: int) -> float:
-        """Seconds the run may take: its windows (count windows timed as the interval's),
-        perf_analyzer's own first window to find its feet, and the grace."""
-        return deadline_s((windows + 1) * (window_ms or self.measurement_interval_ms) / 1000)
+        """Seconds the run may take: its windows and perf_analyzer's own first one to find its
+        feet, and the grace. A window of a count of requests has no length of its own: it is
+        given the time to serve them at ``SLOWEST`` inferences a second."""
+        if window_ms is None and self.measurement_requests:
+            window_s = self.measurement_requests / SLOWEST
+        else:
+            window_s = (window_ms or self.measurement_interval_ms) / 1000
+        return deadline_s((windows + 1) * window_s)
 
     def _run(self, argv: list[str], deadline: float) -> dict[str, float]:
         csv_path = Path(argv[argv.index("-f") + 1])

@@ -133,7 +133,7 @@ def operating_level(
 def knee(history: History, point_id: str, phases: tuple[str, ...], share: float = KNEE_SHARE) -> float:
     """With no SLO, a config's level: the lowest load whose mean throughput reaches ``share`` of
     the highest it measured. Past it more load buys a few per cent at a latency that grows
-    with every request in flight (a sweep with no SLO once shipped p99 500 ms at concurrency 64
+    with every request in flight (issue 29 saw a sweep with no SLO ship p99 500 ms at concurrency 64
     for 10 % over concurrency 8's 90 ms). ``--peak`` asks for the highest instead."""
     readings: dict[float, list[float]] = {}
     for trial, outcome in history.told:
